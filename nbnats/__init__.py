@@ -1,0 +1,53 @@
+"""nbnats — NATS from Jupyter: magics, live tails into pandas, JetStream, KV, objects.
+
+>>> import nbnats
+>>> t = nbnats.tail("orders.>")                  # doctest: +SKIP
+>>> nbnats.publish("orders.created", {"id": 1})   # doctest: +SKIP
+>>> t.wait(1).df                                  # doctest: +SKIP
+
+In IPython: ``%load_ext nbnats`` then ``%nats --help``.
+"""
+
+from __future__ import annotations
+
+import atexit
+
+from . import aio, plot, server
+from .connection import close, connect, connections, current, status, use
+from .errors import (CodecError, ConnectError, InvalidHeader, InvalidKey, InvalidName, InvalidSubject,
+                     JetStreamError, LoopThreadError, NatsError, NoResponders, NotConnected, NotFound,
+                     PayloadTooLarge, SchemaError, ServerError, Timeout, ValidationError)
+from .messaging import PubAck, Service, publish, publish_frame, request, serve
+from .payload import Message
+from .services import add_service, service_info, service_stats, services
+from .session import server_info, start_server, stop, stop_all, stop_server
+from .tail import Tail, tail, tails
+
+__version__ = "0.1.0"
+
+
+def load_ipython_extension(ip) -> None:
+    """``%load_ext nbnats``: register ``%nats`` / ``%%nats``."""
+    from .magics import load
+    load(ip)
+
+
+def _at_exit() -> None:
+    from . import connection
+    try:
+        connection.close_all(timeout=2.0)
+    except Exception:
+        pass
+
+
+atexit.register(_at_exit)
+
+__all__ = [
+    "aio", "plot", "server", "close", "connect", "connections", "current", "status", "use",
+    "publish", "publish_frame", "request", "serve", "PubAck", "Service", "Message",
+    "add_service", "service_info", "service_stats", "services",
+    "server_info", "start_server", "stop", "stop_all", "stop_server", "Tail", "tail", "tails",
+    "NatsError", "ValidationError", "InvalidSubject", "InvalidName", "InvalidKey", "InvalidHeader",
+    "PayloadTooLarge", "ServerError", "NotConnected", "ConnectError", "Timeout", "NoResponders",
+    "LoopThreadError", "NotFound", "JetStreamError", "SchemaError", "CodecError",
+]

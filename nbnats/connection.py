@@ -1,0 +1,346 @@
+"""Connections: resolving which server to use, auth, and the live client.
+
+The first call that needs a connection connects by, in order: the last
+``connect(...)``; the ``NATS_URL`` environment variable; otherwise the
+bundled nats-server, started on a free loopback port.
+
+>>> conn = connect("nats://127.0.0.1:4222")   # doctest: +SKIP
+>>> status()["jetstream"]                      # doctest: +SKIP
+True
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import re
+import ssl
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import nats
+from nats.aio.client import Client
+
+from . import loop
+from .errors import ConnectError, NatsError, NotConnected
+
+log = logging.getLogger("nbnats")
+
+DEFAULT = "default"
+_SECRET_KEYS = {"password", "token", "nkey", "creds", "nkeys_seed", "user_credentials", "tls_key"}
+
+_lock = threading.RLock()
+_connections: dict[str, Connection] = {}
+_settings: dict[str, dict[str, Any]] = {}   # the last connect(...) arguments, by connection name
+_current = DEFAULT
+_embedded = None                             # the bundled server started by default, if any
+
+
+class Connection:
+    """One live NATS client on the nbnats loop; secrets never appear in its repr.
+
+    ``conn.nc`` is the nats-py client (use it only from the loop thread);
+    ``conn.js`` its JetStream context; ``conn.url`` the server URL, with no
+    credentials in it.
+    """
+
+    def __init__(self, name: str, nc: Client, url: str, server=None):
+        self.name = name
+        self.nc = nc
+        self.url = url
+        self.server = server
+        self.subscribers: dict[int, Any] = {}   # sid → tail or service, for slow-consumer counts
+        self.listeners: list[Any] = []          # objects told about disconnects/reconnects
+        self.disconnected_at: float | None = None
+
+    @property
+    def js(self):
+        """The nats-py JetStream context of this connection."""
+        return self.nc.jetstream()
+
+    @property
+    def max_payload(self) -> int:
+        """The server's max_payload in bytes."""
+        return self.nc.max_payload
+
+    @property
+    def connected(self) -> bool:
+        """True while the client is connected (not closed, not reconnecting)."""
+        return self.nc.is_connected
+
+    def __repr__(self) -> str:
+        state = "connected" if self.nc.is_connected else ("closed" if self.nc.is_closed else "reconnecting")
+        return f"<nbnats.Connection {self.name!r} {self.url} {state}>"
+
+    # nats-py callbacks, run on the loop thread
+    async def _on_error(self, exc: Exception) -> None:
+        if isinstance(exc, nats.errors.SlowConsumerError):
+            owner = self.subscribers.get(exc.sid)
+            if owner is not None and hasattr(owner, "_slow_consumer"):
+                owner._slow_consumer()
+                return
+        log.debug("nats error on %s: %r", self.name, exc)
+
+    async def _on_disconnect(self) -> None:
+        self.disconnected_at = time.time()
+        for listener in list(self.listeners):
+            listener._disconnected(self.disconnected_at)
+
+    async def _on_reconnect(self) -> None:
+        since, self.disconnected_at = self.disconnected_at, None
+        self.url = _redact(str(self.nc.connected_url.geturl())) if self.nc.connected_url else self.url
+        for listener in list(self.listeners):
+            listener._reconnected(since, time.time())
+
+
+def _redact(url: str) -> str:
+    return re.sub(r"//[^@/]*@", "//***@", url)
+
+
+def _read_context(name: str | None) -> dict[str, Any]:
+    """Read a natscli context file (``~/.config/nats/context/NAME.json``)."""
+    base = Path(os.environ.get("XDG_CONFIG_HOME", Path.home() / ".config")) / "nats"
+    if not name:
+        selected = base / "context.txt"
+        if not selected.exists():
+            raise ConnectError("no natscli context is selected",
+                               "name one with --context NAME, or run `nats context select`")
+        name = selected.read_text().strip()
+    path = base / "context" / f"{name}.json"
+    try:
+        ctx = json.loads(path.read_text())
+    except FileNotFoundError:
+        found = sorted(p.stem for p in (base / "context").glob("*.json"))
+        raise ConnectError(f"natscli context {name!r} was not found in {path.parent}",
+                           f"use one of {found}" if found else "create it with `nats context add`") from None
+    except json.JSONDecodeError as exc:
+        raise ConnectError(f"natscli context file {path} is not valid JSON ({exc.msg})",
+                           "fix or recreate it with `nats context edit`") from None
+    mapping = {"url": "url", "user": "user", "password": "password", "token": "token",
+               "creds": "creds", "nkey": "nkey", "ca": "tls_ca", "cert": "tls_cert", "key": "tls_key"}
+    return {ours: ctx[theirs] for theirs, ours in mapping.items() if ctx.get(theirs)}
+
+
+def _tls_context(tls_ca: str | None, tls_cert: str | None, tls_key: str | None) -> ssl.SSLContext | None:
+    if not (tls_ca or tls_cert):
+        return None
+    ctx = ssl.create_default_context(cafile=tls_ca)
+    if tls_cert:
+        ctx.load_cert_chain(tls_cert, tls_key)
+    return ctx
+
+
+async def _open(name: str, url: str, opts: dict[str, Any], timeout: float, server=None) -> Connection:
+    holder: dict[str, Any] = {}
+
+    async def on_error(exc):
+        if "conn" in holder:
+            await holder["conn"]._on_error(exc)
+        else:
+            holder["first_error"] = exc
+
+    async def on_disconnect():
+        if "conn" in holder:
+            await holder["conn"]._on_disconnect()
+
+    async def on_reconnect():
+        if "conn" in holder:
+            await holder["conn"]._on_reconnect()
+
+    kwargs: dict[str, Any] = dict(
+        servers=[u.strip() for u in url.split(",")], name=opts.get("client_name") or "nbnats",
+        connect_timeout=max(1, int(timeout)), reconnect_time_wait=0.5, max_reconnect_attempts=-1,
+        allow_reconnect=True, error_cb=on_error, disconnected_cb=on_disconnect,
+        reconnected_cb=on_reconnect, drain_timeout=max(1, int(timeout)),
+    )
+    for ours, theirs in (("user", "user"), ("password", "password"), ("token", "token"),
+                         ("creds", "user_credentials"), ("nkey", "nkeys_seed")):
+        if opts.get(ours):
+            kwargs[theirs] = opts[ours]
+    tls = _tls_context(opts.get("tls_ca"), opts.get("tls_cert"), opts.get("tls_key"))
+    if tls is not None:
+        kwargs["tls"] = tls
+    nc = Client()
+    try:
+        # With unlimited reconnects nats-py retries a failed first connect
+        # forever; try each listed server twice, then fail plainly.
+        await asyncio.wait_for(nc.connect(**{**kwargs, "max_reconnect_attempts": 1}), timeout)
+    except BaseException as exc:
+        try:
+            await nc.close()
+        except Exception:
+            pass
+        raise _connect_error(url, holder.get("first_error") or exc) from None
+    nc.options["max_reconnect_attempts"] = -1
+    conn = Connection(name, nc, _redact(url), server)
+    holder["conn"] = conn
+    return conn
+
+
+def _connect_error(url: str, exc: BaseException) -> NatsError:
+    text = str(exc) or type(exc).__name__
+    shown = _redact(url)
+    if "Authorization" in text or "authorization" in text or "Authentication" in text:
+        return ConnectError(f"the server at {shown} refused the credentials",
+                            "check the user/password, token, nkey or creds file")
+    if isinstance(exc, ssl.SSLError) or "CERTIFICATE" in text.upper() or "SSL" in text:
+        host = re.sub(r"^\w+://", "", shown).split(",")[0]
+        return ConnectError(f"TLS verification failed for {host} ({text})",
+                            "pass the server's CA with --tls-ca FILE, or connect by the name on its certificate")
+    if isinstance(exc, (asyncio.TimeoutError, TimeoutError)):
+        return ConnectError(f"no NATS server answered at {shown} in time",
+                            "check the URL, or start one with %nats server start")
+    return ConnectError(f"could not connect to {shown} ({text})",
+                        "check the URL, or start a local server with %nats server start")
+
+
+def connect(url: str | None = None, *, name: str = DEFAULT, context: str | None = None,
+            creds: str | None = None, nkey: str | None = None, user: str | None = None,
+            password: str | None = None, token: str | None = None, tls_ca: str | None = None,
+            tls_cert: str | None = None, tls_key: str | None = None, client_name: str | None = None,
+            timeout: float = 5.0) -> Connection:
+    """Connect (or reconnect) and make this the current connection.
+
+    ``url`` may list several servers separated by commas. ``context`` reads a
+    natscli context; explicit arguments override it. Without ``url`` the
+    ``NATS_URL`` variable is used, else the bundled server is started.
+
+    >>> conn = nbnats.connect("nats://127.0.0.1:4222", name="local")   # doctest: +SKIP
+    """
+    global _current
+    opts: dict[str, Any] = {}
+    if context is not None:
+        opts.update(_read_context(context or None))
+    given = dict(url=url, creds=creds, nkey=nkey, user=user, password=password, token=token,
+                 tls_ca=tls_ca, tls_cert=tls_cert, tls_key=tls_key, client_name=client_name)
+    opts.update({k: v for k, v in given.items() if v is not None})
+    with _lock:
+        old = _connections.pop(name, None)
+        if old is not None:
+            _close(old, timeout)
+        conn = _establish(name, opts, timeout)
+        _settings[name] = opts
+        _current = name
+        return conn
+
+
+def _establish(name: str, opts: dict[str, Any], timeout: float) -> Connection:
+    global _embedded
+    url = opts.get("url") or os.environ.get("NATS_URL")
+    server = None
+    if not url:
+        if _embedded is None or not _embedded.running:
+            from . import server as server_mod
+            _embedded = server_mod.start()
+        server, url = _embedded, _embedded.url
+        if getattr(_embedded, "auth", None):
+            opts = {**opts, **_embedded.auth.connect_options()}
+    conn = loop.run(_open(name, url, opts, timeout, server), timeout + 1, f"connecting to {_redact(url)}")
+    _connections[name] = conn
+    return conn
+
+
+def current(name: str | None = None, timeout: float = 10.0) -> Connection:
+    """The connection to use now, connecting by the default rules if needed.
+
+    >>> current().connected   # doctest: +SKIP
+    True
+    """
+    name = name or _current
+    with _lock:
+        conn = _connections.get(name)
+        if conn is not None and not conn.nc.is_closed:
+            return conn
+        return _establish(name, _settings.get(name, {}), timeout)
+
+
+def use(name: str) -> Connection:
+    """Make the named connection current.
+
+    >>> nbnats.use("local")   # doctest: +SKIP
+    """
+    global _current
+    with _lock:
+        if name not in _connections and name not in _settings:
+            raise NotConnected(f"there is no connection named {name!r}",
+                               f"connect it first with nbnats.connect(url, name={name!r}); known: {sorted(_connections)}")
+        _current = name
+        return current(name)
+
+
+def connections() -> dict[str, Connection]:
+    """All open connections by name.
+
+    >>> sorted(connections())   # doctest: +SKIP
+    ['default']
+    """
+    return dict(_connections)
+
+
+def status(name: str | None = None, timeout: float = 5.0) -> dict[str, Any]:
+    """A summary of the current connection: url, server, version, JetStream, RTT, tails.
+
+    >>> nbnats.status()["url"]   # doctest: +SKIP
+    'nats://127.0.0.1:40123'
+    """
+    conn = current(name)
+
+    async def probe():
+        rtt = await conn.nc.rtt(timeout)
+        return rtt
+
+    rtt = loop.run(probe(), timeout + 1, "measuring the round trip to the server")
+    info = conn.nc._server_info
+    return {
+        "url": conn.url,
+        "server_name": info.get("server_name"),
+        "version": info.get("version"),
+        "jetstream": bool(info.get("jetstream")),
+        "rtt_ms": round(rtt * 1000, 3),
+        "max_payload": conn.max_payload,
+        "connection": conn.name,
+        "tails": sum(1 for t in conn.listeners if getattr(t, "running", False)),
+    }
+
+
+def _close(conn: Connection, timeout: float) -> None:
+    for listener in list(conn.listeners):
+        listener._closing()
+
+    async def shut():
+        try:
+            if not conn.nc.is_closed:
+                await asyncio.wait_for(conn.nc.drain(), timeout)
+        except Exception:
+            pass
+        finally:
+            if not conn.nc.is_closed:
+                await conn.nc.close()
+
+    try:
+        loop.run(shut(), timeout + 2, f"closing the connection to {conn.url}")
+    finally:
+        for listener in list(conn.listeners):
+            listener._closed()
+        conn.listeners.clear()
+
+
+def close(name: str | None = None, timeout: float = 5.0) -> None:
+    """Drain and close a connection: buffered messages reach their tails first.
+
+    >>> nbnats.close()   # doctest: +SKIP
+    """
+    with _lock:
+        conn = _connections.pop(name or _current, None)
+    if conn is not None:
+        _close(conn, timeout)
+
+
+def close_all(timeout: float = 5.0) -> None:
+    """Close every connection (used at interpreter exit and by tests)."""
+    for name in list(_connections):
+        close(name, timeout)

@@ -1,0 +1,56 @@
+"""The ``%nats`` / ``%%nats`` magics: parse the line, call the API, display.
+
+>>> %load_ext nbnats            # doctest: +SKIP
+>>> %nats pub greet "hello"     # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from IPython.core.magic import Magics, line_cell_magic, magics_class
+
+from ..errors import NatsError
+from . import core  # noqa: F401  (registers the core verbs)
+from .registry import VERBS, Context, HelpShown, MagicUsageError, help_text, parse
+
+for _module in ("jetstream", "kv", "objects", "schema"):
+    try:
+        __import__(f"{__name__}.{_module}")
+    except ModuleNotFoundError as exc:
+        if exc.name != f"{__name__}.{_module}":
+            raise
+
+
+@magics_class
+class NatsMagics(Magics):
+    """``%nats VERB …`` — see ``%nats --help``."""
+
+    @line_cell_magic
+    def nats(self, line: str, cell: str | None = None):
+        """NATS from the notebook: %nats --help lists the verbs."""
+        try:
+            args = parse(line)
+        except HelpShown:
+            return None
+        v = getattr(args, "_verb", None)
+        if v is None:
+            group = getattr(args, "verb", None)
+            subs = sorted(p[1] for p in VERBS if p[0] == group and len(p) == 2)
+            raise MagicUsageError(f"%nats {group} needs a subcommand", f"choose from {', '.join(subs)}")
+        if cell is not None and not v.cell:
+            raise MagicUsageError(f"%%nats {' '.join(v.path)} takes no cell body",
+                                  "use the one-line %nats form")
+        return v.run(args, Context(shell=self.shell, cell=cell))
+
+
+def show_error(shell, etype, value, tb, tb_offset=None):
+    """Show an nbnats error as one line, ``nbnats: <what> — <fix>``, and fail the cell."""
+    return [f"nbnats: {value}"]
+
+
+def load(ip) -> None:
+    """Register the magics and the one-line error display."""
+    ip.register_magics(NatsMagics)
+    ip.set_custom_exc((NatsError,), show_error)
+
+
+__all__ = ["NatsMagics", "load", "help_text"]

@@ -1,0 +1,219 @@
+"""``%nats`` verbs for connections, the bundled server and core NATS.
+
+Each verb parses nothing itself and holds no NATS logic: it maps arguments
+onto the Python API and returns what the notebook should show.
+"""
+
+from __future__ import annotations
+
+import ast
+
+import orjson
+import pandas as pd
+from IPython.display import display
+
+import nbnats
+from ..errors import NatsError
+from .registry import arg, group, verb
+
+
+def duration(text: str) -> float:
+    """Seconds from '2', '2s', '500ms', '1m', '1h' (a clear error otherwise).
+
+    >>> duration("500ms"), duration("2"), duration("1m")
+    (0.5, 2.0, 60.0)
+    """
+    units = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+    t = str(text).strip().lower()
+    for unit in ("ms", "s", "m", "h", "d"):
+        if t.endswith(unit) and t[: -len(unit)].replace(".", "", 1).isdigit():
+            return float(t[: -len(unit)]) * units[unit]
+    try:
+        return float(t)
+    except ValueError:
+        raise NatsError(f"{text!r} is not a duration", "write seconds like 2, 2s, 500ms, 1m or 1h") from None
+
+
+def headers_from(pairs: list[str] | None) -> dict | None:
+    """``["K:V", …]`` from repeated ``-H`` flags as a dict.
+
+    >>> headers_from(["Trace-Id:abc", "X: y z"])
+    {'Trace-Id': 'abc', 'X': 'y z'}
+    """
+    if not pairs:
+        return None
+    out = {}
+    for p in pairs:
+        if ":" not in p:
+            raise NatsError(f"header {p!r} has no ':'", "write -H KEY:VALUE, e.g. -H Trace-Id:abc")
+        k, v = p.split(":", 1)
+        out[k.strip()] = v.strip()
+    return out
+
+
+def body_from(text: str | None):
+    """A typed body: JSON text is sent as written; a Python dict/list literal as JSON; else text.
+
+    >>> body_from("{'a': 1}"), body_from('{"a": 1}'), body_from("hi")
+    ({'a': 1}, '{"a": 1}', 'hi')
+    """
+    if text is None:
+        return b""
+    try:
+        orjson.loads(text)
+        return text
+    except orjson.JSONDecodeError:
+        pass
+    if text[:1] in "{[":
+        try:
+            value = ast.literal_eval(text)
+            if isinstance(value, (dict, list)):
+                return value
+        except (ValueError, SyntaxError):
+            pass
+    return text
+
+
+HEADER = arg("-H", "--header", action="append", metavar="KEY:VALUE", help="a header (repeatable)")
+TIMEOUT = arg("--timeout", type=duration, default=None, help="seconds to wait (2, 500ms, 1m)")
+
+
+# -- connections ----------------------------------------------------------
+@verb("connect", "connect to a NATS server (URL list, natscli context, credentials)",
+      arg("url", nargs="?", help="nats://host:4222, or several separated by commas"),
+      arg("--name", default="default", help="name this connection"),
+      arg("--context", help="a natscli context name"),
+      arg("--creds", help="a .creds file"), arg("--nkey", help="an nkey seed file"),
+      arg("--user"), arg("--password"), arg("--token"),
+      arg("--tls-ca"), arg("--tls-cert"), arg("--tls-key"), TIMEOUT)
+def _connect(a, ctx):
+    conn = nbnats.connect(a.url, name=a.name, context=a.context, creds=a.creds, nkey=a.nkey,
+                          user=a.user, password=a.password, token=a.token, tls_ca=a.tls_ca,
+                          tls_cert=a.tls_cert, tls_key=a.tls_key, timeout=a.timeout or 5.0)
+    return conn
+
+
+@verb("status", "the current connection: server, version, JetStream, round trip, tails")
+def _status(a, ctx):
+    return pd.Series(nbnats.status()).to_frame("value")
+
+
+@verb("close", "drain and close the connection; every tail stops cleanly",
+      arg("--name", default=None, help="the connection to close"))
+def _close(a, ctx):
+    nbnats.close(a.name)
+
+
+# -- the bundled server ----------------------------------------------------
+group("server", "the bundled nats-server: start, stop, info")
+
+
+@verb("server start", "start the bundled nats-server and connect to it",
+      arg("--port", type=int, default=None), arg("--no-jetstream", action="store_true"),
+      arg("--cluster", type=int, default=1, help="nodes in a local cluster (e.g. 3)"),
+      arg("--store", default=None, help="JetStream store directory (default: a temporary one)"),
+      arg("--auth", choices=["token", "user"], default=None, help="generate credentials"))
+def _server_start(a, ctx):
+    return nbnats.start_server(port=a.port, jetstream=not a.no_jetstream, cluster=a.cluster,
+                               store=a.store, auth=a.auth)
+
+
+@verb("server stop", "stop the server started by %nats server start")
+def _server_stop(a, ctx):
+    nbnats.stop_server()
+
+
+@verb("server info", "varz and jsz figures of the bundled server")
+def _server_info(a, ctx):
+    return nbnats.server_info()
+
+
+# -- core NATS -----------------------------------------------------------
+@verb("pub", "publish a message (the %%nats cell body is the payload)",
+      arg("subject"), arg("body", nargs="?", default=None), HEADER,
+      arg("--count", type=int, default=1, help="publish the message N times"),
+      arg("--js", action="store_true", help="publish to JetStream and show the ack"),
+      arg("--msg-id", default=None, help="Nats-Msg-Id for JetStream de-duplication"),
+      arg("--lines", action="store_true", help="with %%nats: each non-empty line is one message"),
+      cell=True)
+def _pub(a, ctx):
+    headers = headers_from(a.header)
+    if ctx.cell is not None and a.body is not None:
+        raise NatsError("the body is given twice (on the line and in the cell)", "keep one of them")
+    if ctx.cell is not None and a.lines:
+        acks = [nbnats.publish(a.subject, body_from(line), headers=headers, js=a.js, count=a.count)
+                for line in ctx.cell.splitlines() if line.strip()]
+        return pd.DataFrame(acks) if a.js else None
+    body = body_from(ctx.cell.strip("\n") if ctx.cell is not None else a.body)
+    result = nbnats.publish(a.subject, body, headers=headers, js=a.js, msg_id=a.msg_id, count=a.count)
+    if isinstance(result, list):
+        return pd.DataFrame(result)
+    return result
+
+
+@verb("sub", "tail a subject in the background; rows land in t.df",
+      arg("subject"), arg("--queue", default=None, help="join a queue group"),
+      arg("--limit", type=int, default=10_000, help="rows kept (older ones are dropped)"),
+      arg("--count", type=int, default=None, help="stop after N messages"),
+      arg("--timeout", type=duration, default=None, help="with --count: wait up to S seconds for them"),
+      arg("--stream", default=None, help="read through this JetStream stream (rows carry seq)"),
+      arg("--no-widget", action="store_true", help="do not show the live view"))
+def _sub(a, ctx):
+    t = nbnats.tail(a.subject, queue=a.queue, limit=a.limit, count=a.count, stream=a.stream)
+    if a.timeout is not None and a.count:
+        t.wait(a.count, timeout=a.timeout)
+    if not a.no_widget:
+        display(t.widget)
+    return t
+
+
+@verb("req", "send a request and show the reply",
+      arg("subject"), arg("body", nargs="?", default=None), HEADER, TIMEOUT, cell=True)
+def _req(a, ctx):
+    body = body_from(ctx.cell.strip("\n") if ctx.cell is not None else a.body)
+    return nbnats.request(a.subject, body, timeout=a.timeout or 2.0, headers=headers_from(a.header))
+
+
+@verb("reply", "answer requests on a subject with BODY (or echo them without one)",
+      arg("subject"), arg("body", nargs="?", default=None),
+      arg("--queue", default=None, help="share the requests with other responders in this group"))
+def _reply(a, ctx):
+    if a.body is None:
+        return nbnats.serve(a.subject, lambda m: m.data, queue=a.queue)
+    fixed = body_from(a.body)
+    return nbnats.serve(a.subject, lambda m: fixed, queue=a.queue)
+
+
+@verb("tails", "list this session's tails and responders")
+def _tails(a, ctx):
+    return nbnats.tails()
+
+
+@verb("stop", "stop a tail or responder by id (t1, s1), or --all",
+      arg("id", nargs="?", default=None), arg("--all", action="store_true"))
+def _stop(a, ctx):
+    if a.all:
+        n = nbnats.stop_all()
+        print(f"stopped {n} tail(s) and responder(s)")
+        return None
+    if not a.id:
+        raise NatsError("say which tail or responder to stop", "give its id (see %nats tails) or --all")
+    nbnats.stop(a.id)
+
+
+group("service", "discover NATS micro services ($SRV.*)")
+
+
+@verb("service ls", "every running micro-service instance", TIMEOUT)
+def _service_ls(a, ctx):
+    return nbnats.services(wait=a.timeout or 0.5)
+
+
+@verb("service info", "the INFO of one service's instances", arg("name"), TIMEOUT)
+def _service_info(a, ctx):
+    return nbnats.service_info(a.name, wait=a.timeout or 0.5)
+
+
+@verb("service stats", "request counts, errors and timings per endpoint", arg("name", nargs="?"), TIMEOUT)
+def _service_stats(a, ctx):
+    return nbnats.service_stats(a.name, wait=a.timeout or 0.5)

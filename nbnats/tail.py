@@ -1,0 +1,383 @@
+"""Tails: background subscriptions that keep the last ``limit`` messages.
+
+A tail receives on the nbnats loop thread whatever the kernel is doing. It
+keeps raw bytes in a bounded ring and builds a DataFrame only when ``t.df``
+is read, so receiving costs one append per message.
+
+>>> t = nbnats.tail("orders.>", limit=10_000)   # doctest: +SKIP
+>>> t.df.head()                                  # doctest: +SKIP
+>>> t.stop()                                     # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import threading
+import time
+from collections import deque
+from typing import Any
+
+import pandas as pd
+
+from . import frames, loop, validate
+from .connection import Connection, current
+from .errors import NatsError, NotFound, Timeout
+
+log = logging.getLogger("nbnats")
+
+_ids = itertools.count(1)
+_tails: dict[str, Tail] = {}
+
+SAMPLE_EVERY = 0.5        # seconds between rate samples
+SAMPLES_KEPT = 1200       # ten minutes of rate history
+WARN_EVERY = 5.0          # at most one slow-consumer warning per tail per interval
+
+
+class Tail:
+    """A live subscription; see :func:`tail`.
+
+    ``df`` a DataFrame snapshot; ``count`` messages received; ``dropped``
+    messages lost to the row limit or to slow-consumer drops; ``gaps`` the
+    outages and sequence gaps seen; ``rate`` messages per second; ``stop()``.
+    """
+
+    def __init__(self, conn: Connection, subject: str, queue: str | None, limit: int,
+                 count: int | None, stream: str | None, codec: Any = None):
+        self.id = f"t{next(_ids)}"
+        self.conn = conn
+        self.subject = subject
+        self.queue = queue
+        self.limit = limit
+        self.max_count = count
+        self.stream = stream
+        self.codec = codec
+        self.count = 0
+        self.overflow = 0             # rows pushed out of the ring by newer ones
+        self.slow_dropped = 0         # messages the client dropped before we saw them
+        self.started = time.time()
+        self.stopped_at: float | None = None
+        self._ring: deque = deque(maxlen=limit)
+        self._gaps: list[dict] = []
+        self._outage_since: float | None = None
+        self._last_seq: int | None = None
+        self._samples: deque = deque(maxlen=SAMPLES_KEPT)
+        self._sub = None
+        self._sampler: asyncio.TimerHandle | None = None
+        self._last_warning = 0.0
+        self._warned_drops = 0
+        self._done = threading.Event()
+        self._widget = None
+        self.error: str | None = None
+
+    # -- receiving (loop thread) -------------------------------------------
+    async def _on_msg(self, msg) -> None:
+        ring = self._ring
+        if len(ring) == self.limit:
+            self.overflow += 1
+        ring.append((msg.subject, time.time_ns(), None, msg.data, msg.headers))
+        self.count += 1
+        if self.max_count is not None and self.count >= self.max_count:
+            self._finish()
+
+    async def _on_js_msg(self, msg) -> None:
+        seq, ts = _js_seq_time(msg.reply)
+        last = self._last_seq
+        if last is not None and seq is not None and seq > last + 1:
+            now = time.time()
+            self._gaps.append({"start": now, "end": now, "kind": "sequence",
+                               "missed": seq - last - 1, "detail": f"seq {last} → {seq}"})
+        if seq is not None and last is not None and seq <= last:
+            return  # a redelivery after a consumer reset: already kept
+        self._last_seq = seq if seq is not None else last
+        ring = self._ring
+        if len(ring) == self.limit:
+            self.overflow += 1
+        ring.append((msg.subject, ts or time.time_ns(), seq, msg.data, msg.headers))
+        self.count += 1
+        if self.max_count is not None and self.count >= self.max_count:
+            self._finish()
+
+    def _slow_consumer(self) -> None:
+        self.slow_dropped += 1
+        now = time.monotonic()
+        if now - self._last_warning >= WARN_EVERY:
+            new = self.slow_dropped - self._warned_drops
+            self._warned_drops = self.slow_dropped
+            self._last_warning = now
+            log.warning("nbnats: tail %s on %r is too slow: %d messages dropped by the client "
+                        "in the last %.0f s — filter the subject or raise the tail's pending limits",
+                        self.id, self.subject, new, WARN_EVERY)
+
+    def _sample(self) -> None:
+        self._samples.append((time.time(), self.count))
+        if self.running:
+            self._sampler = loop.get_loop().call_later(SAMPLE_EVERY, self._sample)
+
+    def _finish(self) -> None:
+        if self._sub is not None:
+            loop.get_loop().create_task(self._unsubscribe())
+
+    async def _unsubscribe(self) -> None:
+        sub, self._sub = self._sub, None
+        if self._sampler is not None:
+            self._sampler.cancel()
+        if sub is not None:
+            try:
+                await sub.unsubscribe()
+            except Exception:
+                pass
+        self.stopped_at = self.stopped_at or time.time()
+        self._samples.append((time.time(), self.count))
+        if self in self.conn.listeners:
+            self.conn.listeners.remove(self)
+        self._done.set()
+
+    # -- connection events (loop thread) -----------------------------------
+    def _disconnected(self, at: float) -> None:
+        self._outage_since = at
+
+    def _reconnected(self, since: float | None, at: float) -> None:
+        start = self._outage_since or since or at
+        self._outage_since = None
+        self._gaps.append({"start": start, "end": at, "kind": "outage", "missed": pd.NA,
+                           "detail": f"disconnected for {at - start:.1f} s"})
+
+    def _closing(self) -> None:
+        """The connection drains: messages in flight still arrive."""
+
+    def _closed(self) -> None:
+        self._sub = None
+        self.stopped_at = self.stopped_at or time.time()
+        if self._sampler is not None:
+            self._sampler.cancel()
+        self._done.set()
+
+    # -- the user's side ---------------------------------------------------
+    @property
+    def running(self) -> bool:
+        """True while the tail is subscribed."""
+        return self._sub is not None
+
+    @property
+    def dropped(self) -> int:
+        """Messages lost: pushed out by the row limit plus dropped as a slow consumer."""
+        return self.overflow + self.slow_dropped
+
+    @property
+    def rate(self) -> float:
+        """Messages per second over the last couple of seconds (0 when idle)."""
+        samples = list(self._samples)
+        now = time.time()
+        end_count = self.count
+        recent = [s for s in samples if now - s[0] <= 2.0 + SAMPLE_EVERY]
+        if not recent:
+            return 0.0
+        t0, c0 = recent[0]
+        span = max((self.stopped_at or now) - t0, 1.0)   # a just-started tail is not 1000 msg/s
+        return (end_count - c0) / span
+
+    def rates(self) -> pd.DataFrame:
+        """The rate history: ``time`` and ``rate`` (msg/s) every half second.
+
+        >>> t.rates().tail()   # doctest: +SKIP
+        """
+        samples = list(self._samples)
+        rows = [{"time": pd.Timestamp(t1, unit="s", tz="UTC"), "rate": (c1 - c0) / (t1 - t0)}
+                for (t0, c0), (t1, c1) in zip(samples, samples[1:]) if t1 > t0]
+        return pd.DataFrame(rows, columns=["time", "rate"])
+
+    def records(self) -> list[tuple]:
+        """A snapshot of the ring: (subject, time_ns, seq, data, headers) tuples."""
+        if loop.in_loop_thread():
+            return list(self._ring)
+
+        async def snap():
+            return list(self._ring)
+
+        return loop.run(snap(), 10, f"reading tail {self.id}")
+
+    @property
+    def df(self) -> pd.DataFrame:
+        """The kept messages as the standard frame (newest last).
+
+        >>> t.df[["subject", "time", "size"]]   # doctest: +SKIP
+        """
+        rows = self.records()
+        decode = self.codec.decode_for if self.codec is not None else None
+        if not rows:
+            return frames.build([], [], [], [], [])
+        subjects, times, seqs, payloads, headers = zip(*rows)
+        return frames.build(subjects, times, payloads, headers, seqs, decode=decode)
+
+    @property
+    def gaps(self) -> pd.DataFrame:
+        """Outages (disconnects) and sequence gaps seen: start, end, kind, missed, detail."""
+        rows = list(self._gaps)
+        if self._outage_since is not None:
+            rows.append({"start": self._outage_since, "end": None, "kind": "outage",
+                         "missed": pd.NA, "detail": "disconnected now"})
+        df = pd.DataFrame(rows, columns=["start", "end", "kind", "missed", "detail"])
+        for col in ("start", "end"):
+            df[col] = pd.to_datetime(df[col], unit="s", utc=True)
+        return df
+
+    def clear(self) -> None:
+        """Forget the kept rows (counters keep counting).
+
+        >>> t.clear()   # doctest: +SKIP
+        """
+        loop.call_soon(self._ring.clear)
+
+    def wait(self, count: int | None = None, timeout: float = 10.0) -> Tail:
+        """Block until ``count`` messages arrived (default: the tail's ``--count``) or it stopped.
+
+        >>> t.wait(100, timeout=5)   # doctest: +SKIP
+        """
+        goal = count if count is not None else self.max_count
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if goal is not None and self.count >= goal:
+                return self
+            if goal is None and self._done.is_set():
+                return self
+            if not self.running and self._done.is_set():
+                break
+            time.sleep(0.02)
+        if goal is not None and self.count < goal:
+            raise Timeout(f"tail {self.id} on {self.subject!r} received {self.count} of {goal} messages "
+                          f"within {timeout:g} s", "publish more, or wait longer")
+        return self
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Unsubscribe; the kept rows stay readable.
+
+        >>> t.stop()   # doctest: +SKIP
+        """
+        if self._sub is None:
+            return
+        loop.run(self._unsubscribe(), timeout, f"stopping tail {self.id}")
+
+    @property
+    def widget(self):
+        """The live view: new rows, pause, clear, a subject filter and a rate chart."""
+        if self._widget is None:
+            from .widgets.tail_view import TailView
+            self._widget = TailView(self)
+        return self._widget
+
+    def plot(self):
+        """A plotly chart of the message rate over time."""
+        from . import plot
+        return plot.tail_rate(self)
+
+    def __repr__(self) -> str:
+        state = "running" if self.running else "stopped"
+        q = f" queue={self.queue!r}" if self.queue else ""
+        s = f" stream={self.stream!r}" if self.stream else ""
+        return (f"<Tail {self.id} {self.subject!r}{q}{s} {state}: {self.count:,} received, "
+                f"{len(self._ring):,} kept, {self.dropped:,} dropped>")
+
+
+def _js_seq_time(reply: str) -> tuple[int | None, int | None]:
+    """Stream sequence and nanosecond timestamp from a JetStream ack subject.
+
+    >>> _js_seq_time("$JS.ACK.ORDERS.c.1.42.7.1700000000123456789.0")
+    (42, 1700000000123456789)
+    """
+    if not reply:
+        return None, None
+    t = reply.split(".")
+    if len(t) == 9:          # $JS.ACK.stream.consumer.delivered.sseq.cseq.ts.pending
+        return int(t[5]), int(t[7])
+    if len(t) >= 12:         # $JS.ACK.domain.account.stream.consumer.delivered.sseq.cseq.ts.pending.token
+        return int(t[7]), int(t[9])
+    return None, None
+
+
+async def _subscribe_core(t: Tail) -> None:
+    t._sub = await t.conn.nc.subscribe(t.subject, queue=t.queue or "", cb=t._on_msg)
+    await t.conn.nc.flush(5)
+
+
+async def _subscribe_stream(t: Tail) -> None:
+    from nats.js.api import DeliverPolicy
+    import nats.js.errors as jse
+    js = t.conn.js
+    try:
+        await js.stream_info(t.stream)
+    except jse.NotFoundError:
+        raise NotFound(f"stream {t.stream!r} does not exist",
+                       f"add it first: %nats stream add {t.stream} --subjects {t.subject}") from None
+    except Exception as exc:
+        raise NatsError(f"JetStream is not available for stream {t.stream!r} ({exc})",
+                        "start the server with JetStream on (the bundled one has it)") from None
+    t._sub = await js.subscribe(t.subject, stream=t.stream, ordered_consumer=True,
+                                deliver_policy=DeliverPolicy.NEW, cb=t._on_js_msg, idle_heartbeat=2.0)
+
+
+def tail(subject: str, queue: str | None = None, limit: int = 10_000, count: int | None = None,
+         stream: str | None = None, codec: Any = None, connection: str | None = None) -> Tail:
+    """Start a background tail on ``subject`` and return it at once.
+
+    ``limit`` bounds the kept rows (older ones are dropped and counted);
+    ``count`` stops after that many messages; ``queue`` joins a queue group;
+    ``stream`` reads through JetStream from now on (rows carry ``seq``,
+    nothing is lost across reconnects).
+
+    >>> t = nbnats.tail("orders.>")            # doctest: +SKIP
+    >>> nbnats.publish("orders.new", {"id": 1}) # doctest: +SKIP
+    >>> t.wait(1).df["id"].tolist()             # doctest: +SKIP
+    [1]
+    """
+    validate.subject(subject)
+    if queue is not None:
+        validate.subject(queue, what="queue group")
+    if stream is not None:
+        validate.name(stream, "stream")
+    if not isinstance(limit, int) or limit < 1:
+        raise NatsError(f"limit must be a positive number of rows, not {limit!r}", "pass e.g. limit=10_000")
+    if count is not None and count < 1:
+        raise NatsError(f"count must be positive, not {count!r}", "omit it to tail until stopped")
+    if codec is not None:
+        from . import codecs
+        codec = codecs.get(codec)
+    conn = current(connection)
+    t = Tail(conn, subject, queue, limit, count, stream, codec)
+    start = _subscribe_stream(t) if stream else _subscribe_core(t)
+    loop.run(start, 10, f"subscribing to {subject!r}")
+    conn.subscribers[t._sub._id] = t
+    conn.listeners.append(t)
+    loop.call_soon(t._sample)
+    _tails[t.id] = t
+    return t
+
+
+def tails() -> pd.DataFrame:
+    """Every tail of this session: id, subject, running, count, kept, dropped, rate.
+
+    >>> nbnats.tails()   # doctest: +SKIP
+    """
+    rows = [{"id": t.id, "subject": t.subject, "queue": t.queue, "stream": t.stream,
+             "running": t.running, "count": t.count, "kept": len(t._ring), "dropped": t.dropped,
+             "rate": round(t.rate, 1)} for t in _tails.values()]
+    return pd.DataFrame(rows, columns=["id", "subject", "queue", "stream", "running", "count",
+                                       "kept", "dropped", "rate"])
+
+
+def get(tail_id: str) -> Tail:
+    """The tail with this id (``t1``, ``t2`` …)."""
+    try:
+        return _tails[tail_id]
+    except KeyError:
+        raise NotFound(f"there is no tail {tail_id!r}",
+                       f"list them with %nats tails; known: {sorted(_tails)}") from None
+
+
+def stop_all() -> int:
+    """Stop every running tail; returns how many were stopped."""
+    running = [t for t in _tails.values() if t.running]
+    for t in running:
+        t.stop()
+    return len(running)
