@@ -105,18 +105,24 @@ def build_parser() -> Parser:
     groups: dict[str, Any] = {}
     for path, v in sorted(VERBS.items()):
         if len(path) == 1:
-            p = subs.add_parser(path[0], help=v.help, description=v.help, prog=f"nats {path[0]}")
+            p = subs.add_parser(path[0], help=_escape(v.help), description=v.help, prog=f"nats {path[0]}")
         else:
             if path[0] not in groups:
                 gp = subs.add_parser(path[0], help=GROUP_HELP.get(path[0], ""),
                                      description=GROUP_HELP.get(path[0], ""), prog=f"nats {path[0]}")
                 groups[path[0]] = gp.add_subparsers(dest="subverb", metavar="SUBVERB", parser_class=Parser)
-            p = groups[path[0]].add_parser(path[1], help=v.help, description=v.help,
+            p = groups[path[0]].add_parser(path[1], help=_escape(v.help), description=v.help,
                                            prog=f"nats {path[0]} {path[1]}")
         for names, kwargs in v.arguments:
+            if "help" in kwargs:
+                kwargs = {**kwargs, "help": _escape(kwargs["help"])}
             p.add_argument(*names, **kwargs)
         p.set_defaults(_verb=v)
     return root
+
+
+def _escape(text: str) -> str:
+    return text.replace("%", "%%")   # argparse %-formats help strings
 
 
 def tokenize(line: str) -> list[str]:
