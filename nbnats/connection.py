@@ -141,7 +141,7 @@ async def _open(name: str, url: str, opts: dict[str, Any], timeout: float, serve
         if "conn" in holder:
             await holder["conn"]._on_error(exc)
         else:
-            holder["first_error"] = exc
+            holder.setdefault("errors", []).append(exc)
 
     async def on_disconnect():
         if "conn" in holder:
@@ -174,7 +174,9 @@ async def _open(name: str, url: str, opts: dict[str, Any], timeout: float, serve
             await nc.close()
         except Exception:
             pass
-        raise _connect_error(url, holder.get("first_error") or exc) from None
+        seen = holder.get("errors", [])
+        cause = next((e for e in seen if "uthoriz" in str(e)), seen[0] if seen else exc)
+        raise _connect_error(url, cause) from None
     nc.options["max_reconnect_attempts"] = -1
     conn = Connection(name, nc, _redact(url), server)
     holder["conn"] = conn
@@ -238,7 +240,7 @@ def _establish(name: str, opts: dict[str, Any], timeout: float) -> Connection:
             _embedded = server_mod.start()
         server, url = _embedded, _embedded.url
         if getattr(_embedded, "auth", None):
-            opts = {**opts, **_embedded.auth.connect_options()}
+            opts = {**opts, **_embedded.auth.options()}
     conn = loop.run(_open(name, url, opts, timeout, server), timeout + 1, f"connecting to {_redact(url)}")
     _connections[name] = conn
     return conn

@@ -25,6 +25,10 @@ class NatsError(Exception):
         self.fix = fix
         super().__init__(what if not fix else f"{what} — {fix}")
 
+    def _render_traceback_(self) -> list[str]:
+        """IPython shows this instead of a traceback: one line, ``nbnats: <what> — <fix>``."""
+        return [f"nbnats: {self}"]
+
 
 class ValidationError(NatsError, ValueError):
     """Input broke a NATS rule; nothing was sent."""
@@ -80,6 +84,14 @@ class NotFound(NatsError, LookupError):
 
 class JetStreamError(NatsError):
     """JetStream refused a request or is not enabled."""
+
+
+class Conflict(NatsError):
+    """A compare-and-set write lost: the key changed since it was read, or already exists."""
+
+
+class KeyDeleted(NotFound):
+    """A KV key that existed and was deleted or purged (a key never written is plain NotFound)."""
 
 
 class SchemaError(ValidationError):

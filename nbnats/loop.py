@@ -18,7 +18,7 @@ import threading
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
-from .errors import LoopThreadError, Timeout
+from .errors import LoopThreadError, NatsError, Timeout
 
 T = TypeVar("T")
 
@@ -88,7 +88,12 @@ def run(coro: Coroutine[Any, Any, T], timeout: float | None, what: str) -> T:
     fut = asyncio.run_coroutine_threadsafe(coro, get_loop())
     try:
         return fut.result(timeout)
+    except NatsError:
+        raise                       # the coroutine's own error (our Timeout is a TimeoutError too)
     except concurrent.futures.TimeoutError:
+        if fut.done() and not fut.cancelled():
+            raise                   # a TimeoutError raised inside the coroutine
+
         fut.cancel()
         raise Timeout(f"{what} did not finish within {timeout:g} s",
                       "raise the timeout, or check that the server is reachable") from None

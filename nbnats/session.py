@@ -28,7 +28,7 @@ def start_server(port: int | None = None, jetstream: bool = True, cluster: int =
         stop_server()
     _server = srv
     if connect:
-        creds = srv.auth.connect_options() if getattr(srv, "auth", None) else {}
+        creds = srv.auth.options() if getattr(srv, "auth", None) else {}
         connection.connect(srv.url, **creds)
     return srv
 

@@ -44,7 +44,8 @@ class Tail:
     """
 
     def __init__(self, conn: Connection, subject: str, queue: str | None, limit: int,
-                 count: int | None, stream: str | None, codec: Any = None):
+                 count: int | None, stream: str | None, codec: Any = None,
+                 pending_limit: int = 512 * 1024):
         self.id = f"t{next(_ids)}"
         self.conn = conn
         self.subject = subject
@@ -53,6 +54,7 @@ class Tail:
         self.max_count = count
         self.stream = stream
         self.codec = codec
+        self.pending_limit = pending_limit
         self.count = 0
         self.overflow = 0             # rows pushed out of the ring by newer ones
         self.slow_dropped = 0         # messages the client dropped before we saw them
@@ -73,6 +75,8 @@ class Tail:
 
     # -- receiving (loop thread) -------------------------------------------
     async def _on_msg(self, msg) -> None:
+        if self.max_count is not None and self.count >= self.max_count:
+            return  # already queued behind the last wanted message
         ring = self._ring
         if len(ring) == self.limit:
             self.overflow += 1
@@ -82,6 +86,8 @@ class Tail:
             self._finish()
 
     async def _on_js_msg(self, msg) -> None:
+        if self.max_count is not None and self.count >= self.max_count:
+            return
         seq, ts = _js_seq_time(msg.reply)
         last = self._last_seq
         if last is not None and seq is not None and seq > last + 1:
@@ -297,7 +303,8 @@ def _js_seq_time(reply: str) -> tuple[int | None, int | None]:
 
 
 async def _subscribe_core(t: Tail) -> None:
-    t._sub = await t.conn.nc.subscribe(t.subject, queue=t.queue or "", cb=t._on_msg)
+    t._sub = await t.conn.nc.subscribe(t.subject, queue=t.queue or "", cb=t._on_msg,
+                                       pending_msgs_limit=t.pending_limit)
     await t.conn.nc.flush(5)
 
 
@@ -318,13 +325,15 @@ async def _subscribe_stream(t: Tail) -> None:
 
 
 def tail(subject: str, queue: str | None = None, limit: int = 10_000, count: int | None = None,
-         stream: str | None = None, codec: Any = None, connection: str | None = None) -> Tail:
+         stream: str | None = None, codec: Any = None, pending_limit: int = 512 * 1024,
+         connection: str | None = None) -> Tail:
     """Start a background tail on ``subject`` and return it at once.
 
     ``limit`` bounds the kept rows (older ones are dropped and counted);
     ``count`` stops after that many messages; ``queue`` joins a queue group;
     ``stream`` reads through JetStream from now on (rows carry ``seq``,
-    nothing is lost across reconnects).
+    nothing is lost across reconnects). ``pending_limit`` is the client's
+    buffer (messages) before it drops as a slow consumer; drops are counted.
 
     >>> t = nbnats.tail("orders.>")            # doctest: +SKIP
     >>> nbnats.publish("orders.new", {"id": 1}) # doctest: +SKIP
@@ -344,7 +353,7 @@ def tail(subject: str, queue: str | None = None, limit: int = 10_000, count: int
         from . import codecs
         codec = codecs.get(codec)
     conn = current(connection)
-    t = Tail(conn, subject, queue, limit, count, stream, codec)
+    t = Tail(conn, subject, queue, limit, count, stream, codec, pending_limit)
     start = _subscribe_stream(t) if stream else _subscribe_core(t)
     loop.run(start, 10, f"subscribing to {subject!r}")
     conn.subscribers[t._sub._id] = t

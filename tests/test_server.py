@@ -326,8 +326,8 @@ def test_child_outlives_the_short_lived_thread_that_asked_for_it():
 @pytest.mark.timeout(30)
 def test_start_timeout_leaves_nothing_behind():
     before = set(server.running_servers())
-    with pytest.raises(ServerError, match=r"within 0\.01s"):
-        server.start(timeout=0.01)
+    with pytest.raises(ServerError, match=r"within 0s"):
+        server.start(timeout=0)
     assert set(server.running_servers()) == before
     deadline = time.monotonic() + 3
     while any(p.poll() is None for p in procguard._children) and time.monotonic() < deadline:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from IPython.core.magic import Magics, line_cell_magic, magics_class
 
-from ..errors import NatsError
 from . import core  # noqa: F401  (registers the core verbs)
 from .registry import VERBS, Context, HelpShown, MagicUsageError, help_text, parse
 
@@ -42,15 +41,9 @@ class NatsMagics(Magics):
         return v.run(args, Context(shell=self.shell, cell=cell))
 
 
-def show_error(shell, etype, value, tb, tb_offset=None):
-    """Show an nbnats error as one line, ``nbnats: <what> — <fix>``, and fail the cell."""
-    return [f"nbnats: {value}"]
-
-
 def load(ip) -> None:
-    """Register the magics and the one-line error display."""
+    """Register the magics (errors show as one line via ``NatsError._render_traceback_``)."""
     ip.register_magics(NatsMagics)
-    ip.set_custom_exc((NatsError,), show_error)
 
 
 __all__ = ["NatsMagics", "load", "help_text"]

@@ -7,6 +7,7 @@ function ``run(args, ctx)`` that calls the Python API and returns what to show.
 from __future__ import annotations
 
 import argparse
+import ast
 import difflib
 import json
 import re
@@ -103,6 +104,7 @@ def build_parser() -> Parser:
     root = Parser(prog="nats", description="NATS from the notebook. `%nats VERB --help` for one verb.")
     subs = root.add_subparsers(dest="verb", metavar="VERB", parser_class=Parser)
     groups: dict[str, Any] = {}
+    root.verb_parsers = {}
     for path, v in sorted(VERBS.items()):
         if len(path) == 1:
             p = subs.add_parser(path[0], help=_escape(v.help), description=v.help, prog=f"nats {path[0]}")
@@ -118,6 +120,7 @@ def build_parser() -> Parser:
                 kwargs = {**kwargs, "help": _escape(kwargs["help"])}
             p.add_argument(*names, **kwargs)
         p.set_defaults(_verb=v)
+        root.verb_parsers[path] = p
     return root
 
 
@@ -135,12 +138,41 @@ def tokenize(line: str) -> list[str]:
     """
     for m in re.finditer(r"(?:^|\s)([{\[])", line):
         start = m.start(1)
-        try:
-            _, end = json.JSONDecoder().raw_decode(line, start)
-        except json.JSONDecodeError:
+        end = _literal_end(line, start)
+        if end is None:
             continue
         return _shlex(line[:start]) + [line[start:end]] + _shlex(line[end:])
     return _shlex(line)
+
+
+def _literal_end(line: str, start: int) -> int | None:
+    """End of a JSON (or Python dict/list literal) value starting at ``start``."""
+    try:
+        return json.JSONDecoder().raw_decode(line, start)[1]
+    except json.JSONDecodeError:
+        pass
+    depth, quote, i = 0, None, start
+    while i < len(line):
+        c = line[i]
+        if quote:
+            if c == "\\":
+                i += 1
+            elif c == quote:
+                quote = None
+        elif c in "'\"":
+            quote = c
+        elif c in "{[":
+            depth += 1
+        elif c in "}]":
+            depth -= 1
+            if depth == 0:
+                try:
+                    ast.literal_eval(line[start:i + 1])
+                except (ValueError, SyntaxError):
+                    return None
+                return i + 1
+        i += 1
+    return None
 
 
 def _shlex(text: str) -> list[str]:
@@ -157,7 +189,12 @@ def parse(line: str) -> argparse.Namespace:
     parser = build_parser()
     if not tokens:
         raise MagicUsageError("%nats needs a command", "try %nats --help, or e.g. %nats sub 'orders.>'")
-    return parser.parse_args(tokens)
+    args, extra = parser.parse_known_args(tokens)
+    if extra:
+        v = getattr(args, "_verb", None)
+        owner = parser.verb_parsers.get(v.path) if v else parser
+        owner.error(f"unrecognized arguments: {' '.join(extra)}")
+    return args
 
 
 def help_text() -> str:

@@ -1,0 +1,109 @@
+"""The %nats grammar: parsing, quoting, help, closest-match errors, cell bodies."""
+
+import pytest
+
+import nbnats
+from nbnats.magics.registry import MagicUsageError, tokenize
+
+
+@pytest.mark.parametrize("line,tokens", [
+    ('pub a "hello world"', ["pub", "a", "hello world"]),
+    ("pub a 'single quoted'", ["pub", "a", "single quoted"]),
+    ('pub a {"id": 1, "n": "x y"}', ["pub", "a", '{"id": 1, "n": "x y"}']),
+    ('pub a [1, 2] --count 2', ["pub", "a", "[1, 2]", "--count", "2"]),
+    ('pub -H K:V a {"x": {"y": 2}}', ["pub", "-H", "K:V", "a", '{"x": {"y": 2}}']),
+    ("sub 'orders.>' --limit 5", ["sub", "orders.>", "--limit", "5"]),
+])
+def test_tokenize_keeps_quotes_and_json(line, tokens):
+    assert tokenize(line) == tokens
+
+
+def test_unbalanced_quotes():
+    with pytest.raises(MagicUsageError, match="unbalanced quotes"):
+        tokenize("pub a 'oops")
+
+
+def _error(ip, code):
+    r = ip.run_cell(code)
+    assert not r.success
+    return r.error_in_exec
+
+
+def test_unknown_verb_suggests_the_closest(ip):
+    err = _error(ip, "%nats pubb x")
+    assert isinstance(err, nbnats.NatsError) and "did you mean 'pub'" in str(err)
+    err = _error(ip, "%nats stream lss")
+    assert "did you mean" in str(err) or "unknown command" in str(err)
+
+
+def test_unknown_flag_suggests_the_closest(ip):
+    err = _error(ip, "%nats pub x --cout 3")
+    assert "--cout" in str(err) and "did you mean --count" in str(err)
+
+
+def test_bad_values_are_usage_errors(ip):
+    assert "is not a duration" in str(_error(ip, "%nats req x --timeout abc"))
+    assert "invalid int value" in str(_error(ip, "%nats pub x --count lots"))
+
+
+def test_help_prints_and_does_not_fail(ip, capsys):
+    r = ip.run_cell("%nats --help")
+    assert r.success
+    r = ip.run_cell("%nats pub --help")
+    assert r.success
+
+
+def test_pub_sub_req_reply_from_magics(ip, uid):
+    t = ip.run_line_magic("nats", f"sub '{uid}.>' --no-widget")
+    assert isinstance(t, nbnats.Tail)
+    ip.run_line_magic("nats", f'pub {uid}.a {{"id": 1, "note": "a b"}} -H Trace-Id:xyz --count 2')
+    ip.run_line_magic("nats", f'pub {uid}.b "hello world"')
+    df = t.wait(3, timeout=5).df
+    assert df["id"].tolist()[:2] == [1, 1] and df["note"].tolist()[:2] == ["a b", "a b"]
+    assert df.loc[0, "headers"] == {"Trace-Id": "xyz"} and df.loc[2, "data"] == "hello world"
+
+    svc = ip.run_line_magic("nats", f"reply {uid}.echo")
+    assert ip.run_line_magic("nats", f"req {uid}.echo ping").text == "ping"
+    fixed = ip.run_line_magic("nats", f'reply {uid}.fixed {{"ok": true}}')
+    assert ip.run_line_magic("nats", f"req {uid}.fixed").json() == {"ok": True}
+    assert {svc.id, fixed.id} <= {s.id for s in nbnats.messaging.services_running()}
+    ip.run_line_magic("nats", "stop --all")
+    assert not svc.running and not t.running
+
+
+def test_cell_body_and_lines(ip, uid):
+    t = ip.run_line_magic("nats", f"sub {uid} --no-widget")
+    ip.run_cell_magic("nats", f"pub {uid}", '{\n  "pretty": true\n}\n')
+    ip.run_cell_magic("nats", f"pub {uid} --lines", '{"n": 1}\n\nplain line\n')
+    df = t.wait(3, timeout=5).df
+    assert df.loc[0, "pretty"] == True  # noqa: E712
+    assert df.loc[1, "n"] == 1 and df.loc[2, "data"] == "plain line"
+
+
+def test_variable_expansion_fills_bodies(ip, uid):
+    t = ip.run_line_magic("nats", f"sub {uid} --no-widget")
+    ip.user_ns["order"] = {"id": 42}
+    ip.run_cell(f"%nats pub {uid} {{order}}")       # a Python dict repr becomes JSON
+    ip.user_ns["word"] = "dollar"
+    ip.run_cell(f"%nats pub {uid} $word")
+    df = t.wait(2, timeout=5).df
+    assert df.loc[0, "id"] == 42 and df.loc[1, "data"] == "dollar"
+
+
+def test_status_tails_and_errors_are_one_line(ip, uid):
+    status = ip.run_line_magic("nats", "status")
+    assert status.loc["jetstream", "value"] is True
+    err = _error(ip, f"%nats pub {uid}.* x")
+    assert isinstance(err, nbnats.InvalidSubject)
+    lines = err._render_traceback_()
+    assert lines == [f"nbnats: {err}"] and "\n" not in lines[0] and " — " in lines[0]
+
+
+def test_group_without_subcommand(ip):
+    err = _error(ip, "%nats server")
+    assert "needs a subcommand" in str(err) and "start" in str(err)
+
+
+def test_cell_body_refused_where_it_makes_no_sense(ip):
+    r = ip.run_cell("%%nats status\nsomething\n")
+    assert not r.success and "takes no cell body" in str(r.error_in_exec)
