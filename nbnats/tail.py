@@ -35,6 +35,52 @@ SAMPLES_KEPT = 1200       # ten minutes of rate history
 WARN_EVERY = 5.0          # at most one slow-consumer warning per tail per interval
 
 
+class Ring:
+    """The kept messages, column by column, each a bounded deque.
+
+    Columns (not one tuple per message) so that ``t.df`` needs no transposing.
+
+    >>> r = Ring(2); r.append("a", 1, None, b"x", None); r.append("b", 2, None, b"y", None)
+    >>> r.append("c", 3, None, b"z", None); r.snapshot()[0]
+    ['b', 'c']
+    """
+
+    __slots__ = ("subjects", "times", "seqs", "payloads", "headers")
+
+    def __init__(self, limit: int):
+        self.subjects: deque = deque(maxlen=limit)
+        self.times: deque = deque(maxlen=limit)
+        self.seqs: deque = deque(maxlen=limit)
+        self.payloads: deque = deque(maxlen=limit)
+        self.headers: deque = deque(maxlen=limit)
+
+    def append(self, subject: str, time_ns: int, seq: int | None, data: bytes, headers: dict | None) -> None:
+        self.subjects.append(subject)
+        self.times.append(time_ns)
+        self.seqs.append(seq)
+        self.payloads.append(data)
+        self.headers.append(headers)
+
+    def __len__(self) -> int:
+        return len(self.payloads)
+
+    def clear(self) -> None:
+        for column in (self.subjects, self.times, self.seqs, self.payloads, self.headers):
+            column.clear()
+
+    def snapshot(self) -> tuple[list, list, list, list, list]:
+        """Copies of the five columns (call on the loop thread)."""
+        return (list(self.subjects), list(self.times), list(self.seqs), list(self.payloads),
+                list(self.headers))
+
+    def last(self, n: int) -> list[tuple]:
+        """The newest ``n`` rows as (subject, time_ns, seq, data, headers) tuples."""
+        k = min(n, len(self.payloads))
+        cols = [list(itertools.islice(c, len(c) - k, None)) for c in
+                (self.subjects, self.times, self.seqs, self.payloads, self.headers)]
+        return list(zip(*cols))
+
+
 class Tail:
     """A live subscription; see :func:`tail`.
 
@@ -60,7 +106,7 @@ class Tail:
         self.slow_dropped = 0         # messages the client dropped before we saw them
         self.started = time.time()
         self.stopped_at: float | None = None
-        self._ring: deque = deque(maxlen=limit)
+        self._ring = Ring(limit)
         self._gaps: list[dict] = []
         self._outage_since: float | None = None
         self._last_seq: int | None = None
@@ -80,7 +126,7 @@ class Tail:
         ring = self._ring
         if len(ring) == self.limit:
             self.overflow += 1
-        ring.append((msg.subject, time.time_ns(), None, msg.data, msg.headers))
+        ring.append(msg.subject, time.time_ns(), None, msg.data, msg.headers)
         self.count += 1
         if self.max_count is not None and self.count >= self.max_count:
             self._finish()
@@ -100,7 +146,7 @@ class Tail:
         ring = self._ring
         if len(ring) == self.limit:
             self.overflow += 1
-        ring.append((msg.subject, ts or time.time_ns(), seq, msg.data, msg.headers))
+        ring.append(msg.subject, ts or time.time_ns(), seq, msg.data, msg.headers)
         self.count += 1
         if self.max_count is not None and self.count >= self.max_count:
             self._finish()
@@ -194,15 +240,22 @@ class Tail:
                 for (t0, c0), (t1, c1) in zip(samples, samples[1:]) if t1 > t0]
         return pd.DataFrame(rows, columns=["time", "rate"])
 
-    def records(self) -> list[tuple]:
-        """A snapshot of the ring: (subject, time_ns, seq, data, headers) tuples."""
+    def _snapshot(self) -> tuple[list, list, list, list, list]:
         if loop.in_loop_thread():
-            return list(self._ring)
+            return self._ring.snapshot()
 
         async def snap():
-            return list(self._ring)
+            return self._ring.snapshot()
 
         return loop.run(snap(), 10, f"reading tail {self.id}")
+
+    def records(self) -> list[tuple]:
+        """A snapshot of the kept rows as (subject, time_ns, seq, data, headers) tuples.
+
+        >>> t.records()[-1][3]   # doctest: +SKIP
+        b'{"id": 1}'
+        """
+        return list(zip(*self._snapshot()))
 
     @property
     def df(self) -> pd.DataFrame:
@@ -210,12 +263,10 @@ class Tail:
 
         >>> t.df[["subject", "time", "size"]]   # doctest: +SKIP
         """
-        rows = self.records()
+        subjects, times, seqs, payloads, headers = self._snapshot()
         decode = self.codec.decode_for if self.codec is not None else None
-        if not rows:
-            return frames.build([], [], [], [], [])
-        subjects, times, seqs, payloads, headers = zip(*rows)
-        return frames.build(subjects, times, payloads, headers, seqs, decode=decode)
+        return frames.build(subjects, times, payloads, headers,
+                            seqs if self.stream else None, decode=decode)
 
     @property
     def gaps(self) -> pd.DataFrame:

@@ -86,7 +86,7 @@ class TailView(w.VBox):
             self.render()
 
     def _visible(self) -> list[tuple]:
-        rows = list(self.tail._ring)[-ROWS_SHOWN * 20:]
+        rows = self.tail._ring.last(ROWS_SHOWN * 20)
         pattern = self.filter.value.strip()
         if pattern:
             try:
