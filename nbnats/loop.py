@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import threading
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 from .errors import LoopThreadError, NatsError, Timeout
@@ -128,7 +128,7 @@ async def run_async(coro: Coroutine[Any, Any, T]) -> T:
 def call_soon(fn: Callable[..., Any], *args: Any) -> None:
     """Schedule a plain function on the loop thread (thread-safe).
 
-    >>> call_soon(print, "hi")
+    >>> call_soon(lambda: None)
     """
     get_loop().call_soon_threadsafe(fn, *args)
 
@@ -136,14 +136,3 @@ def call_soon(fn: Callable[..., Any], *args: Any) -> None:
 async def to_thread(fn: Callable[..., T], *args: Any) -> T:
     """Run a blocking user function in a worker thread, from loop code."""
     return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
-
-
-def ensure_awaitable(value: Any) -> Awaitable:
-    """Wrap a plain value so it can be awaited like a coroutine result."""
-    if asyncio.iscoroutine(value) or isinstance(value, asyncio.Future):
-        return value
-
-    async def _value() -> Any:
-        return value
-
-    return _value()

@@ -107,3 +107,36 @@ def test_group_without_subcommand(ip):
 def test_cell_body_refused_where_it_makes_no_sense(ip):
     r = ip.run_cell("%%nats status\nsomething\n")
     assert not r.success and "takes no cell body" in str(r.error_in_exec)
+
+
+def test_server_start_info_stop_and_connect(ip, uid):
+    srv = ip.run_line_magic("nats", "server start")
+    try:
+        assert srv.running and nbnats.status()["url"] == srv.url
+        info = ip.run_line_magic("nats", "server info")
+        assert info["version"] == "2.15.1" and info["jetstream"]["enabled"]
+    finally:
+        ip.run_line_magic("nats", "server stop")
+    assert not srv.running
+    err = _error(ip, "%nats server stop")
+    assert "no server was started" in str(err)
+
+
+def test_connect_and_close_magics(ip, nats_url, uid):
+    conn = ip.run_line_magic("nats", f"connect {nats_url} --name {uid}")
+    assert conn.connected and conn.name == uid
+    ip.run_line_magic("nats", f"close --name {uid}")
+    assert not conn.connected
+    nbnats.use("default")
+
+
+def test_service_magics(ip, uid):
+    name = f"m{uid}"
+    svc = nbnats.add_service(name, {f"{uid}.hi": lambda m: "hi"})
+    try:
+        ls = ip.run_line_magic("nats", "service ls")
+        assert name in ls["name"].tolist()
+        stats = ip.run_line_magic("nats", f"service stats {name}")
+        assert stats["endpoint"].tolist() == [f"{uid}.hi".replace(".", "_")]
+    finally:
+        svc.stop()

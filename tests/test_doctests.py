@@ -1,0 +1,17 @@
+"""The runnable examples in the core modules' docstrings are true."""
+
+import doctest
+import importlib
+
+import pytest
+
+MODULES = ["nbnats.validate", "nbnats.frames", "nbnats.payload", "nbnats.loop", "nbnats.errors",
+           "nbnats.magics.registry", "nbnats.magics.core", "nbnats.tail", "nbnats.progress",
+           "nbnats.widgets.tail_view"]
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_docstring_examples(name):
+    module = importlib.import_module(name)
+    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
+    assert result.failed == 0
