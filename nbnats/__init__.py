@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import atexit
 
-from . import aio, plot, server
+from . import aio, bench_tools, codecs, plot, schema, server
+from .bench_tools import ping
 from .connection import close, connect, connections, current, status, use
 from .errors import (CodecError, ConnectError, InvalidHeader, InvalidKey, InvalidName, InvalidSubject,
                      JetStreamError, LoopThreadError, NatsError, NoResponders, NotConnected, NotFound,
@@ -43,7 +44,7 @@ def _at_exit() -> None:
 atexit.register(_at_exit)
 
 __all__ = [
-    "aio", "plot", "server", "close", "connect", "connections", "current", "status", "use",
+    "aio", "bench_tools", "codecs", "plot", "schema", "server", "ping", "close", "connect", "connections", "current", "status", "use",
     "publish", "publish_frame", "request", "serve", "PubAck", "Service", "Message",
     "add_service", "service_info", "service_stats", "services",
     "server_info", "start_server", "stop", "stop_all", "stop_server", "Tail", "tail", "tails",

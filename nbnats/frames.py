@@ -12,7 +12,6 @@ keeps its row with the reason in ``decode_error``.
 
 from __future__ import annotations
 
-import io
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -24,6 +23,10 @@ import pyarrow.json as pa_json
 
 BASE_COLUMNS = ["subject", "time", "seq", "size", "headers"]
 _RESERVED = set(BASE_COLUMNS) | {"data", "decode_error"}
+
+# Set by nbnats.codecs.use() while a subject pattern has a codec: subject -> its decode
+# function, or None for the default JSON decoding. Unset, build() takes the Arrow path as before.
+subject_decoder: Callable[[str], Callable[[bytes], Any] | None] | None = None
 
 
 def build(subjects: Sequence[str], times_ns: Sequence[int], payloads: Sequence[bytes],
@@ -38,15 +41,21 @@ def build(subjects: Sequence[str], times_ns: Sequence[int], payloads: Sequence[b
     b'\\xff'
     """
     n = len(payloads)
-    sizes = np.fromiter(map(len, payloads), dtype="int64", count=n)
+    sizes = getattr(payloads, "sizes", None)   # a packed payload column (replay) knows its sizes
+    if sizes is None:
+        sizes = np.fromiter(map(len, payloads), dtype="int64", count=n)
     base = pd.DataFrame({
         "subject": pd.Series(list(subjects), dtype=object),
         "time": pd.to_datetime(np.asarray(times_ns, dtype="int64"), unit="ns", utc=True),
-        "seq": pd.array(list(seqs) if seqs is not None else [None] * n, dtype="Int64"),
+        "seq": pd.array(seqs if isinstance(seqs, np.ndarray) else list(seqs) if seqs is not None else [None] * n,
+                        dtype="Int64"),
         "size": sizes,
         "headers": pd.Series(list(headers) if headers is not None else [None] * n, dtype=object),
     })
-    body = decode_payloads(payloads, decode, sizes)
+    if decode is None and subject_decoder is not None:
+        body = _decode_by_subject(subjects, payloads, sizes)
+    else:
+        body = decode_payloads(payloads, decode, sizes)
     if body.empty and not len(body.columns):
         return base
     body.columns = [f"data.{c}" if c in _RESERVED and c not in ("data", "decode_error") else c
@@ -72,6 +81,88 @@ def decode_payloads(payloads: Sequence[bytes], decode: Callable[[bytes], Any] | 
             return fast
         decode = _json_or_text
     return _per_row(payloads, decode)
+
+
+def _decode_by_subject(subjects: Sequence[str], payloads: Sequence[bytes], sizes: np.ndarray) -> pd.DataFrame:
+    """Decode each run of rows with its subject's codec; JSON rows keep the bulk path."""
+    decoders = {s: subject_decoder(s) for s in set(subjects)}
+    if not any(decoders.values()):
+        return decode_payloads(payloads, None, sizes)
+    groups: dict[Any, list[int]] = {}
+    for i, s in enumerate(subjects):
+        groups.setdefault(decoders[s], []).append(i)
+    parts = [decode_payloads([payloads[i] for i in rows], dec, sizes[rows]).set_axis(rows)
+             for dec, rows in groups.items()]
+    parts = [p for p in parts if len(p.columns)]
+    if not parts:
+        return pd.DataFrame(index=range(len(payloads)))
+    return pd.concat(parts, sort=False).reindex(range(len(payloads)))
+
+
+def payloads_of(df: pd.DataFrame) -> list[Any]:
+    """A message frame's rows back to payloads: nested dicts again, or the lone ``data`` cell.
+
+    The base columns and ``decode_error`` are left out; integer columns that
+    gaps turned into floats give ints again.
+
+    >>> df = build(["s", "s"], [0, 1], [b'{"a": {"b": 1}, "n": 2}', b'{"a": {"b": 3}}'])
+    >>> payloads_of(df)
+    [{'a': {'b': 1}, 'n': 2}, {'a': {'b': 3}}]
+    """
+    body = df[[c for c in df.columns if c not in _RESERVED or c == "data"]]
+    if not len(body.columns):
+        return [{} for _ in range(len(df))]
+    gappy = [c for c in body.columns if body[c].dtype.kind == "f" and body[c].isna().any()]
+    if gappy:
+        body = body.copy()
+        for c in gappy:
+            col = body[c]
+            present = col.dropna()
+            if len(present) and (present == np.floor(present)).all() and present.abs().max() < 2 ** 53:
+                body[c] = col.astype(object).where(col.isna(), col.fillna(0).astype("int64").astype(object))
+    out = []
+    for row in body.to_dict(orient="records"):
+        data = row.get("data")
+        if not is_missing(data) and not isinstance(data, dict) and \
+                all(is_missing(v) for k, v in row.items() if k != "data"):
+            out.append(data)
+        else:
+            out.append(unflatten(row))
+    return out
+
+
+def unflatten(row: dict) -> dict:
+    """Undo the frame's ``a.b`` flattening of one row's payload columns; missing values are left out.
+
+    >>> unflatten({"id": 1, "customer.name": "ada", "note": float("nan"), "data.size": 3})
+    {'id': 1, 'customer': {'name': 'ada'}, 'size': 3}
+    """
+    out: dict = {}
+    for k, v in row.items():
+        if is_missing(v):
+            continue
+        k = str(k)
+        if k.startswith("data.") and k[5:] in BASE_COLUMNS:
+            parts = [k[5:]]                  # a payload key renamed to avoid a base column
+        else:
+            parts = k.split(".")
+        node = out
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+            if not isinstance(node, dict):
+                break
+        else:
+            node[parts[-1]] = v
+    return out
+
+
+def is_missing(v: Any) -> bool:
+    """True for a frame's empty cell (None, NaN, pd.NA, NaT) — not for a list or dict.
+
+    >>> is_missing(float("nan")), is_missing([]), is_missing(0)
+    (True, False, False)
+    """
+    return v is None or v is pd.NA or v is pd.NaT or (isinstance(v, float) and v != v)
 
 
 class _Text:
@@ -147,7 +238,9 @@ def _arrow_json(payloads: Sequence[bytes], sizes: np.ndarray) -> pd.DataFrame | 
     """Decode all payloads at once with Arrow when every one is a one-line JSON object."""
     if not sizes.all():
         return None
-    buf = b"\n".join(payloads)
+    buf = getattr(payloads, "joined", None)   # a packed payload column is one joined buffer already
+    if buf is None:
+        buf = b"\n".join(payloads)
     if buf.count(b"\n") != len(payloads) - 1:
         return None
     starts = np.concatenate(([0], np.cumsum(sizes[:-1] + 1)))
@@ -155,10 +248,10 @@ def _arrow_json(payloads: Sequence[bytes], sizes: np.ndarray) -> pd.DataFrame | 
         return None
     read = pa_json.ReadOptions(block_size=max(1 << 20, 2 * int(sizes.max()) + 2))
     try:
-        table = pa_json.read_json(io.BytesIO(buf), read_options=read)
+        table = pa_json.read_json(pa.BufferReader(buf), read_options=read)
         schema = _strings_not_timestamps(table.schema)
         if schema is not None:  # Arrow guessed timestamps; keep strings as sent
-            table = pa_json.read_json(io.BytesIO(buf), read_options=read,
+            table = pa_json.read_json(pa.BufferReader(buf), read_options=read,
                                       parse_options=pa_json.ParseOptions(explicit_schema=schema))
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
         return None

@@ -16,8 +16,10 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import nats.errors
+import orjson
 
-from . import loop, validate
+from . import frames, loop, schema_hooks, validate
+from . import payload as payload_mod
 from .connection import Connection, current
 from .errors import JetStreamError, NatsError, NoResponders, NotConnected, NotFound, Timeout
 from .payload import Message, encode
@@ -34,10 +36,9 @@ class PubAck(NamedTuple):
 def _prepare(conn: Connection, subject: str, data: Any, headers: dict | None) -> tuple[bytes, dict | None]:
     validate.subject(subject, publish=True)
     hdrs = validate.headers(headers)
-    payload = encode(data)
+    payload = encode(data, subject)
     validate.payload_size(len(payload), conn.max_payload, subject)
-    from . import schema_hooks
-    schema_hooks.before_publish(subject, data, payload)
+    schema_hooks.before_publish(subject, data, payload, conn)
     return payload, hdrs
 
 
@@ -50,10 +51,46 @@ async def _flush(conn: Connection, timeout: float) -> None:
     try:
         await conn.nc.flush(timeout)
     except (nats.errors.TimeoutError, asyncio.TimeoutError):
+        if conn.nc.is_reconnecting:
+            raise NotConnected(f"the server at {conn.url} went away; the message is buffered and "
+                               "will be sent when the client reconnects",
+                               "restart the server, or %nats connect to another one") from None
         raise Timeout(f"the server at {conn.url} did not confirm the publish within {timeout:g} s",
                       "check the connection with %nats status") from None
     except nats.errors.ConnectionClosedError:
         raise _not_connected(conn) from None
+
+
+async def _js_publish(conn: Connection, subject: str, payload: bytes, timeout: float, hdrs: dict | None):
+    """``js.publish`` that rides out a failover within ``timeout``.
+
+    A stream electing a leader answers nothing (a 503), like no stream at all:
+    if a stream stores ``subject``, wait and resend (nats.go does so too). With
+    a ``Nats-Msg-Id`` an unanswered publish is resent as well, as the stream
+    drops the duplicate; without one a lost ack stays a Timeout, since
+    resending could store the message twice.
+    """
+    clock = asyncio.get_running_loop().time
+    deadline = clock() + timeout
+    dedup = bool(hdrs and "Nats-Msg-Id" in hdrs)
+    while True:
+        left = deadline - clock()
+        try:
+            return await conn.js.publish(subject, payload, timeout=max(min(left, 2.0) if dedup else left, 0.1),
+                                         headers=hdrs)
+        except nats.js.errors.NoStreamResponseError:
+            if deadline - clock() < 0.3:
+                raise
+            try:
+                await asyncio.wait_for(conn.js.find_stream_name_by_subject(subject), min(1.0, deadline - clock()))
+            except nats.js.errors.NotFoundError:
+                raise nats.js.errors.NoStreamResponseError from None
+            except (asyncio.TimeoutError, nats.errors.Error):
+                pass                 # the meta leader is being elected too: keep trying
+        except (nats.errors.TimeoutError, asyncio.TimeoutError):
+            if not dedup or deadline - clock() < 0.3:
+                raise
+        await asyncio.sleep(0.25)
 
 
 def publish(subject: str, data: Any = b"", headers: dict | None = None, js: bool = False,
@@ -86,7 +123,7 @@ def publish(subject: str, data: Any = b"", headers: dict | None = None, js: bool
         acks = []
         for _ in range(count):
             try:
-                ack = await conn.js.publish(subject, payload, timeout=timeout, headers=hdrs)
+                ack = await _js_publish(conn, subject, payload, timeout, hdrs)
             except nats.js.errors.NoStreamResponseError:
                 raise NotFound(f"no JetStream stream stores subject {subject!r}",
                                f"add one: %nats stream add NAME --subjects {subject}") from None
@@ -293,7 +330,6 @@ def publish_frame(subject: str | None, df, subject_column: str | None = None, he
     >>> nbnats.publish_frame(None, df, subject_column="subject")  # doctest: +SKIP
     3
     """
-    import orjson
     from .progress import progress_bar
 
     if subject is None and subject_column is None:
@@ -308,12 +344,11 @@ def publish_frame(subject: str | None, df, subject_column: str | None = None, he
     for s in set(subjects):
         validate.subject(s, publish=True)
     hdrs = validate.headers(headers)
-    records = body.to_dict(orient="records")
-    payloads = [orjson.dumps(_unflatten(r), default=str,
-                             option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS)
-                for r in records]
-    for s, p in zip(subjects, payloads):
+    values = frames.payloads_of(body)
+    payloads = [_encode_row(s, v) for s, v in zip(subjects, values)]
+    for s, v, p in zip(subjects, values, payloads):   # every row is checked before any is sent
         validate.payload_size(len(p), conn.max_payload, s)
+        schema_hooks.before_publish(s, v, p, conn)
     bar = progress_bar(len(payloads), f"publishing to {subject or subject_column}", enabled=progress)
 
     async def send():
@@ -332,20 +367,15 @@ def publish_frame(subject: str | None, df, subject_column: str | None = None, he
     return len(payloads)
 
 
-def _unflatten(row: dict) -> dict:
-    """Undo the frame's ``a.b`` flattening and drop missing values."""
-    out: dict = {}
-    for k, v in row.items():
-        if v is None or (isinstance(v, float) and v != v):
-            continue
-        if k == "data" and not isinstance(v, dict):
-            continue
-        parts = str(k).split(".")
-        node = out
-        for p in parts[:-1]:
-            node = node.setdefault(p, {})
-            if not isinstance(node, dict):
-                break
-        else:
-            node[parts[-1]] = v
-    return out
+def _encode_row(subject: str, value: Any) -> bytes:
+    if payload_mod.subject_encoder is not None:
+        encoded = payload_mod.subject_encoder(subject, value)
+        if encoded is not None:
+            return encoded
+    if isinstance(value, (str, bytes)):
+        return encode(value)
+    return orjson.dumps(value, default=_jsonable, option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS)
+
+
+def _jsonable(v: Any) -> Any:
+    return v.isoformat() if hasattr(v, "isoformat") else str(v)   # timestamps as ISO 8601

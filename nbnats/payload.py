@@ -10,19 +10,30 @@ b'h\\xc3\\xa9llo'
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import orjson
 
 from .errors import CodecError
 
+# Set by nbnats.codecs.use() while a subject pattern has a codec: (subject, data) -> bytes,
+# or None for the default below. Unset, publishing pays one `is None` check.
+subject_encoder: Callable[[str, Any], bytes | None] | None = None
 
-def encode(data: Any) -> bytes:
+
+def encode(data: Any, subject: str | None = None) -> bytes:
     """Encode a payload: JSON for dict/list/numbers/bool, UTF-8 for str, bytes as they are.
+
+    With ``subject``, a codec chosen for it by ``nbnats.codecs.use`` encodes instead.
 
     >>> encode(b"raw"), encode(None), encode(3.5)
     (b'raw', b'', b'3.5')
     """
+    if subject is not None and subject_encoder is not None:
+        encoded = subject_encoder(subject, data)
+        if encoded is not None:
+            return encoded
     if data is None:
         return b""
     if isinstance(data, bytes):

@@ -10,16 +10,19 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-_validators: list[Callable[[str, Any, bytes], None]] = []
+_validators: list[Callable[[str, Any, bytes, Any], None]] = []
 
 
-def before_publish(subject: str, data: Any, payload: bytes) -> None:
-    """Run every installed validator; each raises a SchemaError to refuse."""
+def before_publish(subject: str, data: Any, payload: bytes, conn: Any = None) -> None:
+    """Run every installed validator; each raises a SchemaError to refuse.
+
+    ``conn`` is the publishing :class:`~nbnats.connection.Connection` (schemas live on its server).
+    """
     for check in _validators:
-        check(subject, data, payload)
+        check(subject, data, payload, conn)
 
 
-def install(check: Callable[[str, Any, bytes], None]) -> None:
+def install(check: Callable[[str, Any, bytes, Any], None]) -> None:
     """Install a publish-time validator (idempotent)."""
     if check not in _validators:
         _validators.append(check)

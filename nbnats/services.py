@@ -110,6 +110,7 @@ def add_service(name: str, endpoints: dict[str, Callable[[Message], Any]], versi
     >>> svc = nbnats.add_service("orders", {"orders.get": lambda m: {"id": m.json()["id"]}})   # doctest: +SKIP
     """
     from nats import micro
+    from nats.micro.request import ServiceError
 
     validate.name(name, "service")
     if not endpoints:
@@ -126,8 +127,8 @@ def add_service(name: str, endpoints: dict[str, Callable[[Message], Any]], versi
             try:
                 result = await handler(msg) if is_async else await loop.to_thread(handler, msg)
             except Exception as exc:
-                await req.respond_error("500", f"{type(exc).__name__}: {exc}")
-                return
+                # Raised, not answered here, so the endpoint counts it in $SRV.STATS (errors, last_error).
+                raise ServiceError("500", f"{type(exc).__name__}: {exc}") from None
             await req.respond(encode(result))
 
         return handle

@@ -157,9 +157,10 @@ def _pub(a, ctx):
       arg("--count", type=int, default=None, help="stop after N messages"),
       arg("--timeout", type=duration, default=None, help="with --count: wait up to S seconds for them"),
       arg("--stream", default=None, help="read through this JetStream stream (rows carry seq)"),
+      arg("--codec", default=None, help="decode payloads with this codec (msgpack, text, raw, hex, base64 …)"),
       arg("--no-widget", action="store_true", help="do not show the live view"))
 def _sub(a, ctx):
-    t = nbnats.tail(a.subject, queue=a.queue, limit=a.limit, count=a.count, stream=a.stream)
+    t = nbnats.tail(a.subject, queue=a.queue, limit=a.limit, count=a.count, stream=a.stream, codec=a.codec)
     if a.timeout is not None and a.count:
         t.wait(a.count, timeout=a.timeout)
     if not a.no_widget:
