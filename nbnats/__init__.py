@@ -15,10 +15,12 @@ import atexit
 from . import aio, bench_tools, codecs, plot, schema, server
 from .bench_tools import ping
 from .connection import close, connect, connections, current, status, use
-from .errors import (CodecError, ConnectError, InvalidHeader, InvalidKey, InvalidName, InvalidSubject,
+from .errors import (CodecError, Conflict, ConnectError, KeyDeleted, InvalidHeader, InvalidKey, InvalidName, InvalidSubject,
                      JetStreamError, LoopThreadError, NatsError, NoResponders, NotConnected, NotFound,
                      PayloadTooLarge, SchemaError, ServerError, Timeout, ValidationError)
+from .kv import KV, Entry, KVWatch, buckets, delete_bucket, kv
 from .messaging import PubAck, Service, publish, publish_frame, request, serve
+from .objects import ObjectInfo, ObjectStore, delete_object_store, object_stores, objects
 from .payload import Message
 from .services import add_service, service_info, service_stats, services
 from .session import server_info, start_server, stop, stop_all, stop_server
@@ -50,5 +52,7 @@ __all__ = [
     "server_info", "start_server", "stop", "stop_all", "stop_server", "Tail", "tail", "tails",
     "NatsError", "ValidationError", "InvalidSubject", "InvalidName", "InvalidKey", "InvalidHeader",
     "PayloadTooLarge", "ServerError", "NotConnected", "ConnectError", "Timeout", "NoResponders",
-    "LoopThreadError", "NotFound", "JetStreamError", "SchemaError", "CodecError",
+    "LoopThreadError", "NotFound", "JetStreamError", "SchemaError", "CodecError", "Conflict", "KeyDeleted",
+    "kv", "buckets", "delete_bucket", "KV", "Entry", "KVWatch",
+    "objects", "object_stores", "delete_object_store", "ObjectStore", "ObjectInfo",
 ]

@@ -1,0 +1,637 @@
+"""The KV editor and the live watch table (ipywidgets) over :mod:`nbnats.kv`.
+
+The editor lists keys a page at a time (from the stream's subject list, so
+10k keys open at once), edits values as pretty JSON or text, saves with
+compare-and-set (someone else's change shows as a conflict, never
+overwritten), adds and deletes keys, shows a key's history and reverts it.
+A headers-only watch on the loop thread follows everyone's changes; the
+view redraws on a timer, at most ten times a second, only when something
+changed.
+
+>>> kv.editor()            # doctest: +SKIP
+>>> kv.watch().widget      # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import threading
+import time
+from html import escape
+from typing import Any
+
+import ipywidgets as w
+import orjson
+
+from .. import loop, validate
+from ..errors import Conflict, NatsError, ValidationError
+from ..kv import KV, Entry, ack_meta, operation, preview
+from ..kv import guarded
+from .tail_view import ROWS_SHOWN, TailView, _rate_points, sparkline
+
+REFRESH = 0.1       # seconds: the ≤ 10 Hz redraw cap
+MAX_TEXT = 1_000_000
+SCANNED = 5_000     # newest watch rows searched for the per-key table
+
+
+def natural_key(key: str) -> tuple:
+    """Sort ``user.2`` before ``user.10``.
+
+    >>> sorted(["user.10", "user.2"], key=natural_key)
+    ['user.2', 'user.10']
+    """
+    return tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in re.split(r"(\d+)", key) if p)
+
+
+def to_text(entry: Entry) -> tuple[str, str]:
+    """(text shown in the editor, kind) where kind is json, text or bytes.
+
+    >>> to_text(Entry("b", "k", b'{"a":1}', 1, 0))
+    ('{\\n  "a": 1\\n}', 'json')
+    """
+    value = entry.value
+    if isinstance(value, (dict, list)):
+        return orjson.dumps(value, option=orjson.OPT_INDENT_2).decode(), "json"
+    if isinstance(value, bytes):
+        return f"<{len(value):,} binary bytes: not editable here>", "bytes"
+    return ("" if value is None else value), "text"
+
+
+def from_text(text: str, kind: str) -> Any:
+    """The value to store for what was typed: JSON objects/arrays stay JSON, else text.
+
+    >>> from_text('{"a": 2}', "json"), from_text("hi", "text")
+    ({'a': 2}, 'hi')
+    """
+    if kind == "json" or text.lstrip()[:1] in ("{", "["):
+        try:
+            value = orjson.loads(text)
+            if isinstance(value, (dict, list)):
+                return value
+        except orjson.JSONDecodeError as exc:
+            if kind == "json":
+                raise ValidationError(f"the value is not valid JSON ({exc})",
+                                      "fix it (or Reload to start over) before saving") from None
+        if kind == "json":
+            raise ValidationError("the value was JSON and is no longer an object or array",
+                                  "keep it a JSON object/array, or delete the key and add it again as text")
+    return text
+
+
+class KVEditor(w.VBox):
+    """An editor bound to a :class:`~nbnats.kv.KV`; see :meth:`KV.editor`.
+
+    State for code and tests: ``key_list`` (Select of the page), ``key_box``,
+    ``value_box``, ``status`` (HTML), ``loaded`` (the entry being edited),
+    ``conflict`` (the newer entry after a refused save), ``page``,
+    ``open_seconds`` (how long opening took).
+    """
+
+    def __init__(self, kv: KV, page_size: int = 50):
+        started = time.perf_counter()
+        self.kv = kv
+        self.conn = kv.conn
+        self.page_size = max(1, int(page_size))
+        self.page = 0
+        self._lock = threading.RLock()
+        self._index: dict[str, tuple[int, str, int]] = {}   # key → (revision, op, ns) from the live watch
+        self._listed: set[str] = set()                       # keys listed at open, before the watch caught up
+        self._keys_version = 0                               # bumped when the set of listed keys changes
+        self._sorted: tuple[int, list[str]] = (-1, [])
+        self._cache: dict[str, Entry] = {}
+        self._visible: list[str] = []
+        self._caught_up = False
+        self._dirty = False
+        self._busy = False
+        self._saving = False
+        self._history_due = False
+        self._warned = 0                                     # the newer revision last warned about
+        self._stopped = False
+        self._sub = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._quiet = False
+        self.loaded: Entry | None = None
+        self.kind = "text"
+        self._loaded_text = ""
+        self.conflict: Entry | None = None
+        self.last_change: tuple[str, int, str] | None = None
+        self.renders = 0
+        self.error: str | None = None
+        self._build()
+        loop.run(guarded(self._open(), f"opening the editor on {kv.bucket!r}", self.conn), 30,
+                 f"opening the editor on {kv.bucket!r}")
+        self.conn.listeners.append(self)
+        self.render()
+        self.open_seconds = time.perf_counter() - started
+        loop.call_soon(self._tick)
+
+    # -- layout ------------------------------------------------------------
+    def _build(self) -> None:
+        L = w.Layout
+        self.header = w.HTML()
+        self.filter = w.Text(placeholder="filter keys: text, or a pattern like user.*", layout=L(width="300px"))
+        self.show_deleted = w.Checkbox(description="deleted keys", indent=False, layout=L(width="120px"))
+        self.prev_button = w.Button(icon="chevron-left", tooltip="previous page", layout=L(width="40px"))
+        self.next_button = w.Button(icon="chevron-right", tooltip="next page", layout=L(width="40px"))
+        self.page_label = w.HTML()
+        self.key_list = w.Select(options=[], rows=14, layout=L(width="360px"))
+        self.key_box = w.Text(placeholder="key, e.g. user.123", layout=L(width="auto"))
+        self.info = w.HTML()
+        self.value_box = w.Textarea(layout=L(width="auto", height="220px"))
+        self.save_button = w.Button(description="Save", icon="save", button_style="primary", layout=L(width="90px"))
+        self.add_button = w.Button(description="Add", icon="plus", tooltip="create the key in the key box",
+                                   layout=L(width="80px"))
+        self.delete_button = w.Button(description="Delete", icon="trash", layout=L(width="90px"))
+        self.reload_button = w.Button(description="Reload", icon="refresh", layout=L(width="90px"))
+        self.history_button = w.ToggleButton(description="History", icon="history", layout=L(width="95px"))
+        self.overwrite_button = w.Button(description="Overwrite theirs", button_style="danger",
+                                         layout=L(width="140px", display="none"))
+        self.status = w.HTML()
+        self.history_table = w.HTML()
+        self.revisions = w.Dropdown(options=[], description="revision", layout=L(width="200px"))
+        self.revert_button = w.Button(description="Revert", icon="undo", layout=L(width="90px"))
+        self.history_box = w.VBox([w.HBox([self.revisions, self.revert_button]), self.history_table],
+                                  layout=L(display="none"))
+
+        self.filter.observe(lambda _: self._act(self._refilter), names="value")
+        self.show_deleted.observe(lambda _: self._act(self._refilter), names="value")
+        self.prev_button.on_click(lambda _: self._act(self._turn, -1))
+        self.next_button.on_click(lambda _: self._act(self._turn, 1))
+        self.key_list.observe(self._on_select, names="value")
+        self.save_button.on_click(lambda _: self._act(self.save))
+        self.add_button.on_click(lambda _: self._act(self.add))
+        self.delete_button.on_click(lambda _: self._act(self.delete))
+        self.reload_button.on_click(lambda _: self._act(self.reload))
+        self.overwrite_button.on_click(lambda _: self._act(self.save, True))
+        self.history_button.observe(lambda _: self._act(self._toggle_history), names="value")
+        self.revert_button.on_click(lambda _: self._act(self.revert))
+
+        nav = w.HBox([self.filter, self.prev_button, self.page_label, self.next_button, self.show_deleted])
+        buttons = w.HBox([self.save_button, self.add_button, self.delete_button, self.reload_button,
+                          self.history_button, self.overwrite_button])
+        pane = w.VBox([self.key_box, self.info, self.value_box, buttons, self.status, self.history_box],
+                      layout=L(flex="1 1 0%", min_width="320px", margin="0 0 0 8px"))
+        super().__init__([self.header, nav, w.HBox([self.key_list, pane])])
+
+    # -- loop thread: opening, the live index, refreshing ---------------------
+    async def _open(self) -> None:
+        js, kv = self.conn.js, self.kv
+        si = await js.stream_info(kv.stream, subjects_filter=kv.prefix + ">")
+        n = len(kv.prefix)
+        self._listed = {s[n:] for s in (si.state.subjects or {})}
+        if not self._listed:
+            self._caught_up = True
+        await self._refresh(render=False)      # the first page before the index floods the loop
+        # Each key's newest revision, then every change: headers only, values are fetched per page.
+        self._sub = await js.subscribe(kv.prefix + ">", stream=kv.stream, cb=self._on_change, ordered_consumer=True,
+                                       headers_only=True, idle_heartbeat=2.0)
+
+    async def _on_change(self, msg) -> None:
+        seq, ts, pending = ack_meta(msg.reply)
+        key = msg.subject[len(self.kv.prefix):]
+        op = operation(msg.headers)
+        old = self._index.get(key)
+        self._index[key] = (seq, op, ts)
+        if old is None or (old[1] == "PUT") != (op == "PUT"):
+            self._keys_version += 1
+        if self._caught_up:
+            self.last_change = (key, seq, op)
+        elif pending == 0:
+            self._caught_up = True
+            self._keys_version += 1
+        self._dirty = True
+
+    def _tick(self) -> None:
+        if self._stopped:
+            return
+        if self._dirty and not self._busy:
+            self._busy = True
+            loop.get_loop().create_task(self._refresh())
+        self._timer = loop.get_loop().call_later(REFRESH, self._tick)
+
+    async def _refresh(self, render: bool = True) -> None:
+        """Fetch values that are missing or stale on this page (one gather), then redraw."""
+        try:
+            self._dirty = False
+            keys = self.page_keys()
+            stale = [k for k in keys if k not in self._cache or
+                     (k in self._index and self._index[k][0] > self._cache[k].revision)]
+            if self.loaded is not None and self.loaded.key not in keys:
+                k = self.loaded.key
+                if k in self._index and self._index[k][0] > self.loaded.revision:
+                    stale.append(k)
+            if stale:
+                got = await asyncio.gather(*(self.kv._latest(self.conn, k) for k in stale), return_exceptions=True)
+                for k, e in zip(stale, got):
+                    if isinstance(e, Entry):
+                        self._cache[k] = e
+            if render:
+                self.render()
+            if self._history_due and self.history_button.value and self.loaded is not None:
+                self._history_due = False
+                self._fill_history(await self.kv._history(self.conn, self.loaded.key))
+        except Exception as exc:          # a redraw must never kill the timer
+            self.error = f"refresh failed: {exc}"
+        finally:
+            self._busy = False
+
+    # -- the key list ---------------------------------------------------------
+    def all_keys(self) -> list[str]:
+        """Every key the list can show (deleted ones only with the checkbox), naturally sorted."""
+        version = self._keys_version
+        if self._sorted[0] != version:
+            show_deleted = self.show_deleted.value
+            known = {k for k, (_, op, _) in list(self._index.items()) if show_deleted or op == "PUT"}
+            if not self._caught_up:
+                known |= {k for k in self._listed if k not in self._index}
+            self._sorted = (version, sorted(known, key=natural_key))
+        return self._sorted[1]
+
+    def filtered_keys(self) -> list[str]:
+        """The keys that match the filter box."""
+        keys = self.all_keys()
+        pattern = self.filter.value.strip()
+        if not pattern:
+            return keys
+        if "*" in pattern or ">" in pattern:
+            try:
+                validate.key(pattern, pattern=True)
+                validate.subject(pattern)
+                return [k for k in keys if validate.subject_matches(pattern, k)]
+            except NatsError:
+                pass
+        low = pattern.lower()
+        return [k for k in keys if low in k.lower()]
+
+    def page_keys(self) -> list[str]:
+        """The keys on the current page."""
+        keys = self.filtered_keys()
+        pages = max(1, -(-len(keys) // self.page_size))
+        self.page = min(max(self.page, 0), pages - 1)
+        return keys[self.page * self.page_size:(self.page + 1) * self.page_size]
+
+    # -- drawing (either thread) -------------------------------------------------
+    def render(self) -> None:
+        """Redraw the header, the page of keys and any live notice about the key being edited."""
+        with self._lock:
+            self.renders += 1
+            keys = self.filtered_keys()
+            total = len(keys)
+            pages = max(1, -(-total // self.page_size))
+            page = self.page_keys()
+            self._visible = page
+            state = "following live" if self._caught_up else "indexing…"
+            if not self.conn.connected:
+                state = "<span style='color:#b91c1c'>disconnected — reconnecting</span>"
+            last = ""
+            if self.last_change:
+                k, rev, op = self.last_change
+                last = f" · last change: {escape(k)} rev {rev} {op}"
+            n = len(self.all_keys())
+            self.header.value = (f"<b>KV {escape(self.kv.bucket)}</b> · {n:,} key{'s' if n != 1 else ''} · "
+                                 f"history {self.kv.history_depth} · {state}{last}")
+            self.page_label.value = f"&nbsp;page {self.page + 1} / {pages} · {total:,} shown&nbsp;"
+            options = []
+            for k in page:
+                e = self._cache.get(k)
+                if e is None:
+                    label = k
+                elif e.deleted:
+                    label = f"{k}   ✗ {e.operation.lower()}"
+                else:
+                    label = f"{k}   = {preview(e.value, 50)}"
+                options.append((label, k))
+            if tuple(options) != tuple(self.key_list.options):
+                keep = self.key_list.value
+                self._quiet = True
+                try:
+                    self.key_list.options = options
+                    self.key_list.value = keep if keep in page else None
+                finally:
+                    self._quiet = False
+            self._follow_loaded()
+
+    def _follow_loaded(self) -> None:
+        """Someone else changed the key being edited: reload it, or warn if it has unsaved edits."""
+        e = self.loaded
+        if e is None or self._saving:
+            return
+        newer = self._cache.get(e.key)
+        if newer is None or newer.revision <= e.revision:
+            return
+        if self.value_box.value == self._loaded_text:
+            self._show(newer)
+            self._say(f"updated live: another client wrote revision {newer.revision}", "#2563eb")
+        elif self._warned != newer.revision:          # once per change, so a conflict message stays
+            self._warned = newer.revision
+            self._history_due = self._dirty = True     # the history shows their revision too
+            what = "deleted it" if newer.deleted else f"wrote revision {newer.revision}"
+            self._say(f"⚠ another client {what} while you edit revision {e.revision}; "
+                      "saving will report a conflict (Reload takes theirs)", "#b45309")
+
+    def _say(self, text: str, color: str = "#374151") -> None:
+        self.status.value = f"<span style='color:{color}'>{escape(text)}</span>"
+
+    def _show(self, entry: Entry | None) -> None:
+        """Put an entry in the edit pane (None clears it for a new key)."""
+        self.loaded = entry
+        self.conflict = None
+        self.overwrite_button.layout.display = "none"
+        if entry is None:
+            self.key_box.value, self.value_box.value, self.info.value = "", "", ""
+            self._loaded_text, self.kind = "", "text"
+            return
+        text, self.kind = to_text(entry) if not entry.deleted else ("", "text")
+        self.key_box.value = entry.key
+        self.value_box.value = text[:MAX_TEXT]
+        self.value_box.disabled = self.kind == "bytes"
+        self._loaded_text = self.value_box.value
+        when = entry.created.strftime("%Y-%m-%d %H:%M:%S UTC") if entry.created is not None else ""
+        state = f" · <b style='color:#b91c1c'>{entry.operation}</b> (Save restores it)" if entry.deleted else ""
+        self.info.value = (f"revision <b>{entry.revision}</b> · {when} · {len(entry.raw):,} bytes · "
+                           f"{self.kind}{state}")
+        if self.history_button.value:
+            if loop.in_loop_thread():
+                self._history_due = True        # the refresh coroutine reads it next
+            else:
+                self._fill_history(self.kv.history(entry.key))
+
+    # -- actions (kernel thread) ---------------------------------------------------
+    def _act(self, fn, *args) -> None:
+        """Run a button's action; errors land in the status line, never as a traceback."""
+        try:
+            fn(*args)
+            self.error = None
+        except NatsError as exc:
+            self.error = str(exc)
+            self._say(f"✗ {exc}", "#b91c1c")
+
+    def _on_select(self, change) -> None:
+        if self._quiet or change["new"] is None:
+            return
+        self._act(self.select, change["new"])
+
+    def select(self, key: str) -> Entry | None:
+        """Load ``key`` into the edit pane (what clicking it in the list does).
+
+        >>> ed.select("user.123").revision   # doctest: +SKIP
+        4
+        """
+        validate.key(key)
+        entry = loop.run(guarded(self.kv._latest(self.conn, key), f"reading {key!r}", self.conn), 12,
+                         f"reading {key!r}")
+        if entry is None:
+            raise self.kv._missing(key, None)
+        self._cache[key] = entry
+        self._show(entry)
+        self._say("")
+        return entry
+
+    def reload(self) -> None:
+        """Discard edits and load the key's current revision.
+
+        >>> ed.reload()   # doctest: +SKIP
+        """
+        if self.loaded is not None:
+            self.select(self.loaded.key)
+            self._say(f"reloaded revision {self.loaded.revision}")
+
+    def save(self, overwrite: bool = False) -> int | None:
+        """Save the edit with compare-and-set against the revision that was loaded.
+
+        A concurrent change by someone else shows as a conflict (nothing is
+        written); ``overwrite=True`` (the "Overwrite theirs" button) saves over it.
+
+        >>> ed.value_box.value = '{"name": "ada"}'; ed.save()   # doctest: +SKIP
+        5
+        """
+        e = self.loaded
+        if e is None:
+            raise ValidationError("no key is loaded", "pick a key in the list, or type a new key and press Add")
+        if self.key_box.value.strip() != e.key:
+            raise ValidationError(f"the key box says {self.key_box.value.strip()!r} but {e.key!r} is loaded",
+                                  "press Add to create a new key, or Reload")
+        if self.kind == "bytes":
+            raise ValidationError(f"{e.key!r} holds binary bytes, which this editor does not change",
+                                  "write it from Python with kv.put")
+        value = from_text(self.value_box.value, self.kind)
+        last = self.conflict.revision if overwrite and self.conflict is not None else e.revision
+        self._saving = True
+        try:
+            rev = self.kv.update(e.key, value, last=last)
+        except Conflict as exc:
+            self.conflict = getattr(exc, "current", None)
+            self.overwrite_button.layout.display = "" if self.conflict is not None else "none"
+            theirs = ""
+            if self.conflict is not None:
+                theirs = " · theirs: " + ("(deleted)" if self.conflict.deleted else preview(self.conflict.value, 80))
+            self.error = f"conflict: {exc}"
+            self._say(f"✗ conflict — {exc.what}; your edit was NOT saved{theirs}. "
+                      "Reload to take theirs, or Overwrite theirs.", "#b91c1c")
+            return None
+        finally:
+            self._saving = False
+        self._adopt(e.key, rev)
+        self._say(f"✓ saved as revision {rev}", "#15803d")
+        return rev
+
+    def _adopt(self, key: str, rev: int) -> None:
+        """After our own write: load it without a round of live notices."""
+        entry = self.kv._run(self.kv._latest(self.conn, key), f"reading {key!r}")
+        if entry is not None:
+            self._cache[key] = entry
+            self._show(entry)
+        self._keys_version += 1
+        self._dirty = True
+
+    def add(self) -> int:
+        """Create the key typed in the key box with the value box's content (refused if it exists).
+
+        >>> ed.key_box.value, ed.value_box.value = "user.9", "{}"; ed.add()   # doctest: +SKIP
+        """
+        key = self.key_box.value.strip()
+        validate.key(key)
+        value = from_text(self.value_box.value, "text")
+        rev = self.kv.create(key, value)
+        self._adopt(key, rev)
+        self._say(f"✓ added {key!r} as revision {rev}", "#15803d")
+        return rev
+
+    def delete(self) -> int:
+        """Delete the loaded key (compare-and-set: refused if someone changed it meanwhile).
+
+        >>> ed.select("user.9"); ed.delete()   # doctest: +SKIP
+        """
+        e = self.loaded
+        if e is None:
+            raise ValidationError("no key is loaded", "pick a key in the list first")
+        rev = self.kv.delete(e.key, last=e.revision)
+        self._adopt(e.key, rev)
+        self._say(f"✓ deleted {e.key!r} (revision {rev}); History → Revert brings it back", "#15803d")
+        return rev
+
+    def _toggle_history(self) -> None:
+        self.history_box.layout.display = "" if self.history_button.value else "none"
+        if self.history_button.value and self.loaded is not None:
+            self._fill_history(self.kv.history(self.loaded.key))
+
+    def _fill_history(self, df) -> None:
+        rows = "".join(
+            f"<tr><td>{r.revision}</td><td>{r.created.strftime('%Y-%m-%d %H:%M:%S')}</td>"
+            f"<td>{r.operation}</td><td><code>{escape(preview(r.value, 80))}</code></td></tr>"
+            for r in df.iloc[::-1].itertuples())
+        self.history_table.value = ("<table style='font-size:12px'><tr><th>rev</th><th>created (UTC)</th>"
+                                    f"<th>op</th><th>value</th></tr>{rows}</table>")
+        current = int(df["revision"].iloc[-1])
+        options = [(f"{int(r.revision)} · {r.operation}", int(r.revision)) for r in df.iloc[::-1].itertuples()
+                   if int(r.revision) != current]
+        self.revisions.options = options
+        self.revisions.value = options[0][1] if options else None
+
+    def history(self):
+        """The loaded key's history as a DataFrame (and shown under History).
+
+        >>> ed.history()[["revision", "operation"]]   # doctest: +SKIP
+        """
+        if self.loaded is None:
+            raise ValidationError("no key is loaded", "pick a key in the list first")
+        self.history_button.value = True
+        return self.kv.history(self.loaded.key)
+
+    def revert(self, revision: int | None = None) -> int:
+        """Make an earlier revision current again (compare-and-set against the loaded one).
+
+        >>> ed.revert(2)   # doctest: +SKIP
+        """
+        e = self.loaded
+        if e is None:
+            raise ValidationError("no key is loaded", "pick a key in the list first")
+        revision = revision if revision is not None else self.revisions.value
+        if revision is None:
+            raise ValidationError(f"{e.key!r} has no earlier revision to revert to", "pick a revision under History")
+        rev = self.kv.revert(e.key, int(revision), last=e.revision)
+        self._adopt(e.key, rev)
+        self._say(f"✓ reverted {e.key!r} to revision {revision} (now revision {rev})", "#15803d")
+        return rev
+
+    def _refilter(self) -> None:
+        self._keys_version += 1
+        self.page = 0
+        self._refresh_now()
+
+    def _turn(self, step: int) -> None:
+        self.page += step
+        self._refresh_now()
+
+    def _refresh_now(self) -> None:
+        loop.run(self._refresh(), 15, "refreshing the editor")
+
+    # -- connection events and closing ---------------------------------------------
+    def _disconnected(self, at: float) -> None:
+        self._dirty = True
+
+    def _reconnected(self, since: float | None, at: float) -> None:
+        # The live index catches up once its consumer resets (a few heartbeats); re-read the page now.
+        self._cache = {}
+        self._dirty = True
+
+    def _closing(self) -> None:
+        self._stopped = True
+
+    def _closed(self) -> None:
+        self._stopped = True
+        self._sub = None
+
+    def stop(self) -> None:
+        """Stop following changes (the widget stays on screen, frozen).
+
+        >>> ed.stop()   # doctest: +SKIP
+        """
+        self._stopped = True
+        if self._timer is not None:
+            loop.call_soon(self._timer.cancel)
+        sub, self._sub = self._sub, None
+        if sub is not None:
+            try:
+                loop.run(_quietly(sub.unsubscribe()), 5, "stopping the editor's watch")
+            except NatsError:
+                pass
+        if self in self.conn.listeners:
+            self.conn.listeners.remove(self)
+
+    def close(self) -> None:
+        """Stop following and remove the widget."""
+        self.stop()
+        super().close()
+
+
+async def _quietly(coro) -> None:
+    try:
+        await coro
+    except Exception:
+        pass
+
+
+class KVWatchView(TailView):
+    """The live table of a :class:`~nbnats.kv.KVWatch`: each key's newest value, or every change."""
+
+    def __init__(self, watch):
+        self.mode = w.ToggleButtons(options=[("latest per key", "keys"), ("every change", "log")], value="keys",
+                                    style={"button_width": "110px"})
+        super().__init__(watch)
+        self.filter.placeholder = "filter keys, e.g. user.*"
+        self.mode.observe(lambda _: self._force(), names="value")
+        self.children = [self.header, self.mode, *self.children[1:]]
+
+    def _rows(self) -> list[tuple]:
+        ring = self.tail._ring.last(SCANNED)        # (key, time_ns, revision, data, headers) rows
+        pattern = self.filter.value.strip()
+        if pattern:
+            try:
+                validate.subject(pattern)
+                ok = lambda k: validate.subject_matches(pattern, k)     # noqa: E731
+            except NatsError:
+                ok = lambda k: pattern in k                             # noqa: E731
+            ring = [r for r in ring if ok(r[0])]
+        if getattr(self, "mode", None) is None or self.mode.value == "log":
+            return ring[-ROWS_SHOWN:][::-1]
+        seen, out = set(), []
+        for r in reversed(ring):
+            if r[0] not in seen:
+                seen.add(r[0])
+                out.append(r)
+                if len(out) == ROWS_SHOWN:
+                    break
+        return out
+
+    def render(self) -> None:
+        """Draw the header, the chart and the newest row per key (or the newest changes)."""
+        t = self.tail
+        self._seen, self._dirty = t.count, False
+        self.renders += 1
+        state = "running" if t.running else "stopped"
+        if t._outage_since is not None:
+            state = "<span style='color:#b91c1c'>disconnected — reconnecting</span>"
+        initial = "" if t.caught_up else " · loading current values…"
+        paused = " · <b>paused</b>" if self.pause.value else ""
+        self.header.value = (f"<b>KV {escape(t.kv.bucket)}</b> watch <code>{escape(t.key)}</code> · {t.id} · {state} · "
+                             f"{t.count:,} changes · {len(t._ring):,} kept · {t.rate:,.0f}/s{initial}{paused}")
+        self.chart.value = sparkline([r for _, r in _rate_points(t)][-60:])
+        if self.pause.value:
+            return
+        body = "".join(
+            f"<tr><td>{escape(key)}</td><td>{seq if seq is not None else ''}</td>"
+            f"<td>{time.strftime('%H:%M:%S', time.gmtime(ts / 1e9))}.{int(ts % 1_000_000_000 / 1e6):03d}</td>"
+            f"<td>{operation(h)}</td><td><code>{escape(_value_preview(data, h))}</code></td></tr>"
+            for key, ts, seq, data, h in self._rows())
+        self.rows.value = ("<table class='nbnats-kv-watch' style='font-size:12px'><thead><tr><th>key</th>"
+                           "<th>revision</th><th>time (UTC)</th><th>op</th><th>value</th></tr></thead>"
+                           f"<tbody>{body}</tbody></table>")
+
+
+def _value_preview(data: bytes, headers: dict | None) -> str:
+    if operation(headers) != "PUT":
+        return ""
+    from ..kv import decode_value
+    return preview(decode_value(data), 100)
