@@ -326,13 +326,18 @@ def test_child_outlives_the_short_lived_thread_that_asked_for_it():
 @pytest.mark.timeout(30)
 def test_start_timeout_leaves_nothing_behind():
     before = set(server.running_servers())
+    alive_before = {p.pid for p in procguard._children if p.poll() is None}   # other tests' servers
+
+    def new_alive():
+        return [p for p in procguard._children if p.poll() is None and p.pid not in alive_before]
+
     with pytest.raises(ServerError, match=r"within 0s"):
         server.start(timeout=0)
     assert set(server.running_servers()) == before
     deadline = time.monotonic() + 3
-    while any(p.poll() is None for p in procguard._children) and time.monotonic() < deadline:
+    while new_alive() and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert not any(p.poll() is None for p in procguard._children)
+    assert not new_alive()
 
 
 @pytest.mark.timeout(30)
