@@ -14,7 +14,7 @@ from html import escape
 
 import ipywidgets as w
 
-from .. import loop, validate
+from .. import codecs, loop, validate
 
 REFRESH = 0.1       # seconds: the ≤ 10 Hz redraw cap
 ROWS_SHOWN = 15
@@ -34,11 +34,6 @@ def sparkline(values: list[float], width: int = 160, height: int = 28) -> str:
     points = " ".join(f"{i * step:.1f},{height - 2 - (v / top) * (height - 4):.1f}" for i, v in enumerate(values))
     return (f'<svg width="{width}" height="{height}" style="vertical-align:middle">'
             f'<polyline fill="none" stroke="#3b82f6" stroke-width="1.5" points="{points}"/></svg>')
-
-
-def _preview(data: bytes) -> str:
-    text = data[:PREVIEW].decode("utf-8", errors="replace")
-    return text + ("…" if len(data) > PREVIEW else "")
 
 
 class TailView(w.VBox):
@@ -116,7 +111,8 @@ class TailView(w.VBox):
         body = "".join(
             f"<tr><td>{seq if seq is not None else ''}</td>"
             f"<td>{time.strftime('%H:%M:%S', time.gmtime(ts / 1e9))}.{int(ts % 1_000_000_000 / 1e6):03d}</td>"
-            f"<td>{escape(subject)}</td><td>{len(data)}</td><td><code>{escape(_preview(data))}</code></td></tr>"
+            f"<td>{escape(subject)}</td><td>{len(data)}</td>"
+            f"<td><code>{escape(codecs.preview(data, subject, t.codec, PREVIEW))}</code></td></tr>"
             for subject, ts, seq, data, _ in reversed(self._visible()))
         self.rows.value = ("<table class='nbnats-tail' style='font-size:12px'><thead><tr><th>seq</th>"
                            "<th>time (UTC)</th><th>subject</th><th>size</th><th>payload</th></tr></thead>"
