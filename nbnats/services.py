@@ -86,6 +86,7 @@ class MicroService:
     def __init__(self, svc, conn):
         self._svc = svc
         self.conn = conn
+        self.running = True
 
     @property
     def info(self) -> dict:
@@ -93,8 +94,10 @@ class MicroService:
         return self._svc.info().to_dict() if hasattr(self._svc.info(), "to_dict") else dict(self._svc.info())
 
     def stop(self, timeout: float = 5.0) -> None:
-        """Stop the service and all its endpoints."""
-        loop.run(self._svc.stop(), timeout, "stopping the service")
+        """Stop the service and all its endpoints (idempotent)."""
+        if self.running:
+            self.running = False
+            loop.run(self._svc.stop(), timeout, "stopping the service")
 
     def __repr__(self) -> str:
         return f"<MicroService {self._svc._name} {self._svc._id}>"
@@ -143,4 +146,21 @@ def add_service(name: str, endpoints: dict[str, Callable[[Message], Any]], versi
                                    subject=subject, handler=wrap(handler))
         return svc
 
-    return MicroService(loop.run(start(), 10, f"starting service {name!r}"), conn)
+    svc = MicroService(loop.run(start(), 10, f"starting service {name!r}"), conn)
+    _started.append(svc)
+    return svc
+
+
+_started: list[MicroService] = []
+
+
+def stop_services() -> int:
+    """Stop every micro service this session started; returns how many were running."""
+    running = [s for s in _started if s.running]
+    for svc in running:
+        try:
+            svc.stop()
+        except NatsError:
+            pass   # its connection is already gone
+    _started.clear()
+    return len(running)

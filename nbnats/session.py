@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from . import connection, messaging, server, tail
+from .services import stop_services
 from .errors import NatsError, NotFound
 
 _server = None
@@ -78,12 +79,12 @@ def stop(item_id: str) -> None:
 
 
 def stop_all() -> int:
-    """Stop every tail and responder of this session; returns how many.
+    """Stop every tail, responder and micro service of this session; returns how many.
 
     >>> nbnats.stop_all()   # doctest: +SKIP
     2
     """
-    services = messaging.services_running()
-    for svc in services:
+    responders = messaging.services_running()
+    for svc in responders:
         svc.stop()
-    return tail.stop_all() + len(services)
+    return tail.stop_all() + len(responders) + stop_services()
