@@ -18,13 +18,18 @@ from .connection import close, connect, connections, current, status, use
 from .errors import (CodecError, Conflict, ConnectError, KeyDeleted, InvalidHeader, InvalidKey, InvalidName, InvalidSubject,
                      JetStreamError, LoopThreadError, NatsError, NoResponders, NotConnected, NotFound,
                      PayloadTooLarge, SchemaError, ServerError, Timeout, ValidationError)
+from .jetstream import (ConsumerInfo, StreamInfo, StreamMessage, add_consumer, add_stream, consumer_info,
+                        consumers, delete_consumer, delete_stream, edit_stream, get_message, next,
+                        purge_stream, stream_info, streams)
 from .kv import KV, Entry, KVWatch, buckets, delete_bucket, kv
 from .messaging import PubAck, Service, publish, publish_frame, request, serve
 from .objects import ObjectInfo, ObjectStore, delete_object_store, object_stores, objects
 from .payload import Message
 from .services import add_service, service_info, service_stats, services
+from .replay import ReplayWarning, replay
 from .session import server_info, start_server, stop, stop_all, stop_server
 from .tail import Tail, tail, tails
+from .widgets.stream_view import StreamView, view
 
 __version__ = "0.1.0"
 
@@ -55,4 +60,7 @@ __all__ = [
     "LoopThreadError", "NotFound", "JetStreamError", "SchemaError", "CodecError", "Conflict", "KeyDeleted",
     "kv", "buckets", "delete_bucket", "KV", "Entry", "KVWatch",
     "objects", "object_stores", "delete_object_store", "ObjectStore", "ObjectInfo",
+    "streams", "add_stream", "stream_info", "edit_stream", "delete_stream", "purge_stream", "get_message",
+    "consumers", "add_consumer", "consumer_info", "delete_consumer", "next", "StreamInfo", "ConsumerInfo",
+    "StreamMessage", "replay", "ReplayWarning", "view", "StreamView",
 ]

@@ -13,6 +13,7 @@ from nbnats.magics.registry import MagicUsageError, tokenize
     ('pub a [1, 2] --count 2', ["pub", "a", "[1, 2]", "--count", "2"]),
     ('pub -H K:V a {"x": {"y": 2}}', ["pub", "-H", "K:V", "a", '{"x": {"y": 2}}']),
     ("sub 'orders.>' --limit 5", ["sub", "orders.>", "--limit", "5"]),
+    ("""pub s '{"a": ["x"]}'""", ["pub", "s", '{"a": ["x"]}']),
 ])
 def test_tokenize_keeps_quotes_and_json(line, tokens):
     assert tokenize(line) == tokens

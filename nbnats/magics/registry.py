@@ -135,14 +135,28 @@ def tokenize(line: str) -> list[str]:
     ['pub', 'orders.new', '{"id": 1, "note": "a b"}', '--count', '2']
     >>> tokenize('pub greet "hello world"')
     ['pub', 'greet', 'hello world']
+    >>> tokenize("pub s '{x: [1, 2]}' --count 2")
+    ['pub', 's', '{x: [1, 2]}', '--count', '2']
     """
-    for m in re.finditer(r"(?:^|\s)([{\[])", line):
-        start = m.start(1)
+    for start in _unquoted_openers(line):
         end = _literal_end(line, start)
         if end is None:
             continue
         return _shlex(line[:start]) + [line[start:end]] + _shlex(line[end:])
     return _shlex(line)
+
+
+def _unquoted_openers(line: str):
+    """Positions of '{' or '[' that start a word outside any quotes."""
+    quote = None
+    for i, c in enumerate(line):
+        if quote:
+            if c == quote:
+                quote = None
+        elif c in "'\"":
+            quote = c
+        elif c in "{[" and (i == 0 or line[i - 1].isspace()):
+            yield i
 
 
 def _literal_end(line: str, start: int) -> int | None:

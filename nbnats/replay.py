@@ -1,0 +1,678 @@
+"""Replay a stream into a DataFrame, fast, without consuming it.
+
+The whole read is one coroutine on the nbnats loop that only appends raw
+bytes to lists; the frame is built once at the end (Arrow decodes the JSON
+in bulk). Three readers, picked by what the stream and server allow:
+
+* **consumer** (limits streams): an ephemeral in-memory pull consumer with
+  AckPolicy none, fed by hand-made ``CONSUMER.MSG.NEXT`` requests (two in
+  flight, each bounded in messages and bytes) and read by a plain
+  callback; sequence and nanosecond time come from the reply subject.
+* **direct** (WorkQueue/Interest streams with direct get, server 2.11+):
+  batched ``DIRECT.GET`` requests, a read that creates no consumer.
+* **get** (WorkQueue/Interest otherwise, any server): pipelined
+  ``STREAM.MSG.GET`` requests, slower but it works everywhere.
+
+WorkQueue and Interest streams are only ever read by the last two, so a
+replay never takes a message away from anyone.
+
+>>> df = nbnats.replay("ORDERS", subject="orders.eu.>", since="1h")   # doctest: +SKIP
+>>> df.attrs["gaps"], df.attrs["warnings"]                            # doctest: +SKIP
+([], [])
+"""
+
+from __future__ import annotations
+
+import array
+import asyncio
+import calendar
+import concurrent.futures
+import itertools
+import sys
+import time
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import orjson
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from . import frames, jetstream, loop, validate
+from .connection import Connection, current
+from .errors import JetStreamError, NotConnected, NotFound, Timeout, ValidationError
+
+PULL = 16_384           # messages per pull request; at most two are outstanding
+PULL_BYTES = 8 << 20    # and at most this many bytes each
+CHUNK = 8_192           # reply subjects are parsed (and the stop checked) every CHUNK messages
+DIRECT_BATCH = 50_000   # messages per batched direct get
+GET_WINDOW = 256        # STREAM.MSG.GET requests in flight
+GAPS_KEPT = 10_000
+_DIRECT_META = {"Nats-Stream", "Nats-Subject", "Nats-Sequence", "Nats-Time-Stamp", "Nats-Num-Pending",
+                "Nats-Last-Sequence", "Nats-UpTo-Sequence"}
+
+
+class ReplayWarning(UserWarning):
+    """A replay read less than was asked for: a purged start, or messages missing inside the range."""
+
+
+class _Plan:
+    """What to read, fixed before the first message: the stream's state at the start."""
+
+    def __init__(self, stream: str, filters: list[str], start_seq: int | None, since: int | None,
+                 until: int | None, end_seq: int | None, limit: int | None):
+        self.stream, self.filters = stream, filters
+        self.start_seq, self.since, self.until = start_seq, since, until
+        self.end_seq, self.limit = end_seq, limit
+        self.info: dict = {}
+        self.stop = 0               # the last sequence when the replay began (or end_seq)
+        self.path = ""
+        self.client_filter = False  # subjects filtered here because the server cannot
+
+
+class Packed:
+    """Payloads as one newline-joined buffer plus their sizes, instead of a bytes object each.
+
+    Each payload is appended to one growing buffer as it arrives (the bytes
+    object nats-py made is freed at once). :func:`nbnats.frames.build` reads
+    ``sizes`` and the ``joined`` buffer directly and Arrow parses it in place,
+    so a replay holds its payloads once. It reads as a sequence of bytes.
+
+    >>> p = Packed(); p.add(b'{"a":1}'); p.add(b"hi"); p.finish()
+    >>> list(p), bytes(p.joined)
+    ([b'{"a":1}', b'hi'], b'{"a":1}\\nhi')
+    """
+
+    def __init__(self):
+        self._buf = bytearray()
+        self._sizes = array.array("q")
+        self._starts: np.ndarray | None = None
+        self.joined: bytearray | None = None
+
+    def add(self, data: bytes) -> None:
+        self._buf += data
+        self._buf.append(10)
+        self._sizes.append(len(data))
+
+    def finish(self) -> None:
+        """Drop the last separator; the buffer is frozen from now on."""
+        if self.joined is None:
+            del self._buf[-1:]
+            self.joined = self._buf
+
+    def _offsets(self) -> np.ndarray:
+        self.finish()
+        if self._starts is None:
+            sizes = self.sizes
+            self._starts = np.concatenate(([0], np.cumsum(sizes[:-1] + 1))) if len(sizes) else sizes
+        return self._starts
+
+    @property
+    def sizes(self) -> np.ndarray:
+        return np.frombuffer(self._sizes, dtype=np.int64) if len(self._sizes) else np.zeros(0, np.int64)
+
+    def __len__(self) -> int:
+        return len(self._sizes)
+
+    def __getitem__(self, i: int) -> bytes:
+        start = int(self._offsets()[i])
+        return bytes(memoryview(self.joined)[start:start + self._sizes[i]])
+
+    def __iter__(self):
+        starts, view = self._offsets().tolist(), memoryview(self.joined)
+        for start, n in zip(starts, self._sizes):
+            yield bytes(view[start:start + n])
+
+    def select(self, keep: np.ndarray) -> Packed:
+        """A new Packed with the rows where ``keep`` is True."""
+        out = Packed()
+        for data, k in zip(self, keep.tolist()):
+            if k:
+                out.add(data)
+        return out
+
+
+class _Sink:
+    """Raw columns, filled on the loop thread; read by the caller's thread only when done."""
+
+    def __init__(self):
+        self.subjects: list[str] = []
+        self.payloads = Packed()
+        self.headers: list = []
+        self.seqs: list[np.ndarray] = []
+        self.times: list[np.ndarray] = []
+        self.count = 0
+        self.total: int | None = None
+        self.last_seq = 0
+        self.last_time = 0
+
+
+def replay(stream: str, subject: str | list[str] | None = None, since: Any = None, start_seq: int | None = None,
+           until: Any = None, limit: int | None = None, *, end_seq: int | None = None,
+           decode: bool | Callable[[bytes], Any] | None = None, progress: bool | None = None,
+           timeout: float = 10.0, connection: str | None = None) -> pd.DataFrame:
+    """Read ``stream`` into the standard frame, as it was when the replay began.
+
+    Filters: ``subject`` (one pattern or a list), ``start_seq``/``end_seq``
+    (inclusive), ``since``/``until`` (ISO time, datetime, or a duration ago
+    such as ``"1h"``; inclusive), ``limit`` (the first N that match). The read
+    stops at the stream's last sequence at the start, so its length does not
+    depend on who publishes meanwhile; it never consumes WorkQueue or
+    Interest streams. ``time`` keeps the stream's nanosecond timestamps.
+    ``decode=False`` keeps payloads as bytes in ``data``; a function decodes
+    each payload. A progress bar appears for long replays (``progress=``
+    forces it on or off). ``timeout`` is how long the read may stall.
+
+    What was missing is reported, as a :class:`ReplayWarning` and in
+    ``df.attrs``: ``"warnings"`` (sentences such as ``"asked for seq 1, the
+    stream starts at 6 …"``), ``"gaps"`` (a list of ``{"from_seq", "to_seq",
+    "missing"}`` for sequences absent inside the range; only computed without
+    a subject filter, where every sequence is expected), plus ``"stream"``,
+    ``"first_seq"``/``"last_seq"`` (the stream's at the start) and
+    ``"reader"`` (consumer, direct or get).
+
+    >>> df = nbnats.replay("ORDERS", since="1h", subject="orders.eu.*")   # doctest: +SKIP
+    >>> df.groupby("subject").size()                                       # doctest: +SKIP
+    """
+    plan = _checked_plan(stream, subject, since, start_seq, until, end_seq, limit)
+    if decode is not None and decode is not False and not callable(decode):
+        raise ValidationError(f"decode must be None, False or a function, not {decode!r}",
+                              "pass decode=False to keep raw bytes")
+    loop._refuse_in_loop()
+    conn = current(connection)
+    sink = _Sink()
+    fut = loop.submit(_read(conn, plan, sink, timeout))
+    bar, shown = None, 0
+    try:
+        while True:
+            # wait() rather than result(timeout): the read's own Timeout is a TimeoutError too
+            concurrent.futures.wait([fut], 0.1)
+            if fut.done():
+                fut.result()
+                break
+            if bar is None and sink.total is not None:
+                from .progress import progress_bar
+                bar = progress_bar(sink.total, f"replay {stream}", enabled=progress)
+            if bar is not None and sink.count > shown:
+                bar.update(sink.count - shown)
+                shown = sink.count
+    except concurrent.futures.CancelledError:
+        raise Timeout(f"the replay of {stream!r} was cancelled", "run it again") from None
+    except BaseException:
+        fut.cancel()
+        raise
+    finally:
+        if bar is None and progress and sink.total:
+            from .progress import progress_bar
+            bar = progress_bar(sink.total, f"replay {stream}", enabled=progress)
+        if bar is not None:
+            bar.update(max(0, sink.count - shown))
+            bar.close()
+    return _frame(plan, sink, decode)
+
+
+def _checked_plan(stream, subject, since, start_seq, until, end_seq, limit) -> _Plan:
+    validate.name(stream, "stream")
+    filters = jetstream.subjects_list(subject, "subject filter") if subject is not None else []
+    if filters == [">"]:
+        filters = []
+    for value, label in ((start_seq, "start_seq"), (end_seq, "end_seq"), (limit, "limit")):
+        if value is not None and (not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1):
+            raise ValidationError(f"{label} must be a positive whole number, not {value!r}",
+                                  f"pass e.g. {label}={'1' if label != 'limit' else '1000'}")
+    since_ns, until_ns = jetstream.to_ns(since, "since"), jetstream.to_ns(until, "until")
+    if since_ns is not None and until_ns is not None and since_ns > until_ns:
+        raise ValidationError("since is later than until", "swap them: since is the start of the time range")
+    if start_seq is not None and end_seq is not None and start_seq > end_seq:
+        raise ValidationError(f"start_seq {start_seq} is after end_seq {end_seq}", "swap them")
+    return _Plan(stream, filters, start_seq, since_ns, until_ns, end_seq, limit)
+
+
+# -- the read, one coroutine on the loop ----------------------------------------------
+async def _read(conn: Connection, plan: _Plan, sink: _Sink, stall: float) -> None:
+    info = await jetstream.request(conn, f"STREAM.INFO.{plan.stream}", None,
+                                   f"reading stream {plan.stream!r}", stream=plan.stream)
+    plan.info = info
+    jetstream.check_filters(info, plan.filters)
+    state, cfg = info["state"], info["config"]
+    if state["messages"] == 0:
+        raise NotFound(f"stream {plan.stream!r} is empty, so there is nothing to replay",
+                       "publish to it first (nbnats.publish(subject, data, js=True)), "
+                       "or check the name with %nats stream ls")
+    plan.stop = min(state["last_seq"], plan.end_seq or state["last_seq"])
+    first = max(plan.start_seq or 1, state["first_seq"])
+    if first > plan.stop:
+        sink.total = 0
+        return
+    version = jetstream.server_version(conn)
+    if cfg.get("retention", "limits") == "limits":
+        plan.path = "consumer"
+        plan.client_filter = len(plan.filters) > 1 and version < (2, 10, 0)   # 2.9 ignores filter_subjects
+        try:
+            return await _via_consumer(conn, plan, sink, first, stall)
+        except JetStreamError as exc:
+            if "maximum consumers" not in str(exc):
+                raise
+    if cfg.get("allow_direct") and version >= (2, 11, 0):
+        plan.path = "direct"
+        plan.client_filter = len(plan.filters) > 1
+        return await _via_direct(conn, plan, sink, first, stall)
+    plan.path = "get"
+    plan.client_filter = bool(plan.filters)
+    return await _via_get(conn, plan, sink, first, stall)
+
+
+async def _wait(done: asyncio.Event, sink: _Sink, stall: float, what: str) -> bool:
+    """Wait for ``done``; False when nothing arrived for ``stall`` seconds."""
+    while not done.is_set():
+        seen = sink.count
+        try:
+            await asyncio.wait_for(done.wait(), stall)
+        except asyncio.TimeoutError:
+            if sink.count == seen:
+                return False
+    return True
+
+
+class _Drops:
+    """Told by the connection when nats-py drops one of this read's messages (a slow consumer)."""
+
+    def __init__(self, done: asyncio.Event):
+        self.count, self.done = 0, done
+
+    def _slow_consumer(self) -> None:
+        self.count += 1
+        self.done.set()
+
+
+async def _subscribe(conn: Connection, inbox: str, cb, limit: int, done: asyncio.Event):
+    sub = await conn.nc.subscribe(inbox, cb=cb, pending_msgs_limit=limit, pending_bytes_limit=0)
+    drops = _Drops(done)
+    conn.subscribers[sub._id] = drops
+    return sub, drops
+
+
+async def _unsubscribe(conn: Connection, sub, drops: _Drops, plan: _Plan) -> None:
+    conn.subscribers.pop(sub._id, None)
+    try:
+        await sub.unsubscribe()
+    except Exception:       # the connection closed meanwhile: nothing left to unsubscribe
+        pass
+    if drops.count:     # the pulls are sized so this cannot happen; never return a frame with holes
+        raise JetStreamError(f"the replay of {plan.stream!r} fell behind and the client dropped "
+                             f"{drops.count:,} messages", "run it again (nothing was consumed)")
+
+
+def _parse_replies(replies: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Stream sequences and nanosecond times from ``$JS.ACK`` reply subjects, in bulk.
+
+    >>> _parse_replies(["$JS.ACK.S.c.1.42.7.1700000000123456789.0"])
+    (array([42]), array([1700000000123456789]))
+    >>> _parse_replies(["$JS.ACK.hub.ACC.S.c.1.42.7.1700000000123456789.0.tok"])
+    (array([42]), array([1700000000123456789]))
+    """
+    # $JS.ACK.<stream>.<consumer>.<delivered>.<stream seq>.<consumer seq>.<ns>.<pending>, or with a
+    # domain and account hash after ACK and a random token at the end (12 tokens): split from the right
+    splits = 4 if replies[0].count(".") == 8 else 5
+    parts = pc.split_pattern(pa.array(replies, pa.string()), ".", max_splits=splits, reverse=True)
+    seqs = pc.list_element(parts, 1).cast(pa.int64()).to_numpy()
+    times = pc.list_element(parts, 3).cast(pa.int64()).to_numpy()
+    return seqs, times
+
+
+async def _via_consumer(conn: Connection, plan: _Plan, sink: _Sink, first: int, stall: float) -> None:
+    """Read with ephemeral consumers; one that is lost or stalls is replaced from where it stopped."""
+    start, since, failures = first, plan.since, 0
+    while True:
+        before = sink.count
+        if await _consume(conn, plan, sink, start, since, stall):
+            return
+        failures = failures + 1 if sink.count == before else 1
+        if failures >= 3:
+            raise Timeout(f"the replay of {plan.stream!r} stalled: nothing arrived for {stall:g} s "
+                          f"after {sink.count:,} messages", "check the server with %nats status and run it again")
+        if sink.last_seq:
+            start, since = sink.last_seq + 1, None
+
+
+async def _consume(conn: Connection, plan: _Plan, sink: _Sink, start: int, since: int | None,
+                   stall: float) -> bool:
+    """One ephemeral consumer from ``start``; True when the read is complete, False when it stalled."""
+    name = f"nbnats_replay_{conn.nc.new_inbox().rsplit('.', 1)[-1]}"
+    cfg: dict[str, Any] = {"name": name, "ack_policy": "none", "replay_policy": "instant", "mem_storage": True,
+                           "num_replicas": 1, "inactive_threshold": int(max(stall, 30) * 1e9)}
+    if since is not None and start <= plan.info["state"]["first_seq"]:
+        cfg.update(deliver_policy="by_start_time", opt_start_time=jetstream.rfc3339(since))
+    else:
+        cfg.update(deliver_policy="by_start_sequence", opt_start_seq=start)
+    if len(plan.filters) == 1:
+        cfg["filter_subject"] = plan.filters[0]
+    elif plan.filters and not plan.client_filter:
+        cfg["filter_subjects"] = plan.filters
+    info = await jetstream.request(conn, f"CONSUMER.CREATE.{plan.stream}.{name}",
+                                   {"stream_name": plan.stream, "config": cfg},
+                                   f"creating the replay consumer on {plan.stream!r}", stream=plan.stream)
+    remaining = info.get("num_pending", 0)
+    if plan.limit is not None:
+        remaining = min(remaining, plan.limit - sink.count)
+    if sink.total is None:
+        sink.total = remaining
+    goal = sink.count + remaining
+    done = asyncio.Event()
+    replies: list[str] = []
+    add_subject, add_header, add_reply = sink.subjects.append, sink.headers.append, replies.append
+    packed = sink.payloads
+    extend, separate, add_size, intern = packed._buf.extend, packed._buf.append, packed._sizes.append, sys.intern
+    nc = conn.nc
+    inbox = nc.new_inbox()
+    next_subject = f"$JS.API.CONSUMER.MSG.NEXT.{plan.stream}.{name}"
+    asked = [sink.count]
+    failure: list[str] = []
+    # bytes a request may bring: two in flight stay well under the server's 64 MiB per-client buffer
+    max_bytes = max(PULL_BYTES, conn.max_payload + 65_536)
+
+    async def ask() -> None:
+        n = min(PULL, goal - asked[0])
+        if n > 0:
+            asked[0] += n
+            await nc.publish(next_subject, b'{"batch":%d,"max_bytes":%d,"no_wait":true}' % (n, max_bytes),
+                             reply=inbox)
+
+    def settle() -> None:
+        """Parse the pending reply subjects; stop at the plan's last sequence or time."""
+        if not replies:
+            return
+        seqs, times = _parse_replies(replies)
+        replies.clear()
+        sink.seqs.append(seqs)
+        sink.times.append(times)
+        sink.last_seq, sink.last_time = int(seqs[-1]), int(times[-1])
+        if sink.last_seq >= plan.stop or (plan.until is not None and sink.last_time > plan.until):
+            done.set()
+
+    async def on_msg(msg) -> None:
+        if msg.reply:
+            data = msg.data
+            add_subject(intern(msg.subject))
+            extend(data)
+            separate(10)
+            add_size(len(data))
+            add_header(msg.headers)
+            add_reply(msg.reply)
+            sink.count += 1
+            if len(replies) >= CHUNK:
+                settle()
+                if asked[0] - sink.count < PULL:
+                    await ask()
+            if sink.count >= goal:
+                done.set()
+            return
+        status = (msg.headers or {}).get("Status")
+        text = (msg.headers or {}).get("Description", "")
+        if status in ("404", "408"):
+            done.set()      # nothing more to deliver (messages removed meanwhile)
+        elif status == "409" and "MaxBytes" in text:
+            # the request ended at its byte budget: ask again for what it did not bring
+            asked[0] -= int(msg.headers.get("Nats-Pending-Messages", 0) or 0)
+            await ask()
+        elif status == "409" and "Batch Completed" in text:
+            pass            # a request done in full (sent when max_bytes is set)
+        elif status == "409":
+            failure.append(text or "conflict")
+            done.set()
+
+    sub, drops = await _subscribe(conn, inbox, on_msg, 4 * PULL, done)
+    try:
+        if remaining > 0:
+            await ask()
+            await ask()
+            finished = await _wait(done, sink, stall, f"replaying {plan.stream!r}")
+        else:
+            finished = True
+        settle()
+        return finished and not failure
+    finally:
+        try:
+            await _unsubscribe(conn, sub, drops, plan)
+        finally:
+            try:
+                await jetstream.request(conn, f"CONSUMER.DELETE.{plan.stream}.{name}", None,
+                                        "removing the replay consumer")
+            except (JetStreamError, NotFound, Timeout, NotConnected):
+                pass     # it removes itself after inactive_threshold anyway
+
+
+def _rfc_ns(text: str, cache: dict) -> int:
+    """The server's RFC 3339 UTC time as nanoseconds, quickly (seconds are cached).
+
+    >>> _rfc_ns("2026-01-01T00:00:01.5Z", {})
+    1767225601500000000
+    """
+    if not text.endswith("Z") or len(text) < 20:
+        return jetstream.parse_time(text) or 0
+    head = text[:19]
+    sec = cache.get(head)
+    if sec is None:
+        sec = cache[head] = calendar.timegm(time.strptime(head, "%Y-%m-%dT%H:%M:%S"))
+    frac = text[20:-1] if text[19] == "." else ""
+    return sec * 1_000_000_000 + (int(frac.ljust(9, "0")[:9]) if frac else 0)
+
+
+async def _via_direct(conn: Connection, plan: _Plan, sink: _Sink, first: int, stall: float) -> None:
+    """Batched direct gets (server 2.11+): no consumer is created."""
+    done = asyncio.Event()
+    seq_text: list[str] = []
+    time_text: list[str] = []
+    nc = conn.nc
+    inbox = nc.new_inbox()
+    goal = plan.limit if plan.limit is not None and not plan.client_filter else None
+    cache: dict = {}
+
+    async def ask(seq: int, first_request: bool = False) -> None:
+        n = plan.stop - seq + 1
+        if goal is not None:
+            n = min(n, goal - sink.count)
+        body: dict[str, Any] = {"batch": min(DIRECT_BATCH, n)}
+        if first_request and plan.since is not None and plan.start_seq is None:
+            body["start_time"] = jetstream.rfc3339(plan.since)
+        else:
+            body["seq"] = seq
+        if len(plan.filters) == 1:
+            body["next_by_subj"] = plan.filters[0]
+        await nc.publish(f"$JS.API.DIRECT.GET.{plan.stream}", orjson.dumps(body), reply=inbox)
+
+    async def on_msg(msg) -> None:
+        h = msg.headers or {}
+        seq = h.get("Nats-Sequence")
+        if seq is not None:
+            if sink.total is None:
+                sink.total = min(int(h.get("Nats-Num-Pending", 0)) + 1, plan.stop - int(seq) + 1)
+            sink.subjects.append(sys.intern(h["Nats-Subject"]))
+            sink.payloads.add(msg.data)
+            sink.headers.append(h)
+            seq_text.append(seq)
+            time_text.append(h["Nats-Time-Stamp"])
+            sink.count += 1
+            return
+        if h.get("Status") != "204" or not seq_text:   # 404: nothing (more) to read
+            done.set()
+            return
+        sink.last_seq = int(seq_text[-1])
+        over_time = plan.until is not None and _rfc_ns(time_text[-1], cache) > plan.until
+        if sink.last_seq >= plan.stop or over_time or (goal is not None and sink.count >= goal):
+            done.set()
+        else:
+            await ask(sink.last_seq + 1)
+
+    sub, drops = await _subscribe(conn, inbox, on_msg, 2 * DIRECT_BATCH, done)
+    try:
+        await ask(first, first_request=True)
+        if not await _wait(done, sink, stall, f"replaying {plan.stream!r}"):
+            raise Timeout(f"the replay of {plan.stream!r} stalled: nothing arrived for {stall:g} s "
+                          f"after {sink.count:,} messages", "check the server with %nats status and run it again")
+    finally:
+        await _unsubscribe(conn, sub, drops, plan)
+    sink.seqs.append(np.array(seq_text, dtype=np.int64))
+    sink.times.append(np.fromiter((_rfc_ns(t, cache) for t in time_text), np.int64, len(time_text)))
+    sink.headers[:] = [({k: v for k, v in h.items() if k not in _DIRECT_META} or None) for h in sink.headers]
+
+
+async def _seq_at_time(conn: Connection, plan: _Plan, lo: int, hi: int) -> int:
+    """The first sequence at or after ``plan.since``, by binary search with STREAM.MSG.GET."""
+    while lo < hi:
+        mid = (lo + hi) // 2
+        try:
+            resp = await jetstream.request(conn, f"STREAM.MSG.GET.{plan.stream}", {"seq": mid, "next_by_subj": ">"},
+                                           "looking up a time in the stream", stream=plan.stream)
+        except NotFound:
+            return hi
+        m = resp["message"]
+        if (jetstream.parse_time(m["time"]) or 0) < plan.since:
+            lo = m["seq"] + 1
+        else:
+            hi = mid
+    return lo
+
+
+async def _via_get(conn: Connection, plan: _Plan, sink: _Sink, first: int, stall: float) -> None:
+    """Pipelined STREAM.MSG.GET, one request a sequence: works on every server and stream."""
+    if plan.since is not None and plan.start_seq is None:
+        first = await _seq_at_time(conn, plan, first, plan.stop + 1)
+    if first > plan.stop:
+        sink.total = 0
+        return
+    done = asyncio.Event()
+    nc = conn.nc
+    inbox = nc.new_inbox()
+    got: list[tuple] = []       # (seq, time_ns, message), sorted once at the end
+    state = {"next": first, "out": 0, "matched": 0}
+    matches: dict[str, bool] = {}
+    cache: dict = {}
+    sink.total = plan.stop - first + 1 if plan.limit is None else min(plan.stop - first + 1, plan.limit)
+
+    def wanted(subject: str) -> bool:
+        hit = matches.get(subject)
+        if hit is None:
+            hit = matches[subject] = not plan.filters or any(validate.subject_matches(f, subject) for f in plan.filters)
+        return hit
+
+    async def ask() -> None:
+        seq = state["next"]
+        state["next"] += 1
+        state["out"] += 1
+        await nc.publish(f"$JS.API.STREAM.MSG.GET.{plan.stream}", b'{"seq":%d}' % seq, reply=inbox)
+
+    def more() -> bool:
+        full = plan.limit is not None and state["matched"] >= plan.limit
+        late = plan.until is not None and sink.last_time > plan.until
+        return state["next"] <= plan.stop and not full and not late
+
+    async def on_msg(msg) -> None:
+        state["out"] -= 1
+        sink.count += 1                     # a missing sequence is progress too
+        m = orjson.loads(msg.data).get("message")
+        if m is not None:
+            t = _rfc_ns(m["time"], cache)
+            if wanted(m["subject"]):
+                got.append((m["seq"], t, jetstream.raw_message(plan.stream, m)))
+                state["matched"] += 1
+            sink.last_time = max(sink.last_time, t)
+        if more():
+            await ask()
+        elif state["out"] == 0:
+            done.set()
+
+    sub, drops = await _subscribe(conn, inbox, on_msg, 4 * GET_WINDOW, done)
+    try:
+        for _ in range(min(GET_WINDOW, plan.stop - first + 1)):
+            await ask()
+        if not await _wait(done, sink, stall, f"replaying {plan.stream!r}"):
+            raise Timeout(f"the replay of {plan.stream!r} stalled: nothing arrived for {stall:g} s "
+                          f"after {sink.count:,} messages", "check the server with %nats status and run it again")
+    finally:
+        await _unsubscribe(conn, sub, drops, plan)
+    got.sort(key=lambda g: g[0])
+    for _, _, msg in got:
+        sink.subjects.append(sys.intern(msg.subject))
+        sink.payloads.add(msg.data)
+        sink.headers.append(msg.headers)
+    sink.seqs.append(np.array([g[0] for g in got], dtype=np.int64))
+    sink.times.append(np.array([g[1] for g in got], dtype=np.int64))
+
+
+# -- the frame, built once in the caller's thread ------------------------------------
+def _frame(plan: _Plan, sink: _Sink, decode) -> pd.DataFrame:
+    seqs = np.concatenate(sink.seqs) if sink.seqs else np.zeros(0, np.int64)
+    times = np.concatenate(sink.times) if sink.times else np.zeros(0, np.int64)
+    sink.seqs, sink.times = [], []          # the chunks (Arrow memory) are not needed any more
+    subjects, payloads, headers = sink.subjects, sink.payloads, sink.headers
+    keep = seqs <= plan.stop
+    if plan.start_seq is not None:
+        keep &= seqs >= plan.start_seq
+    if plan.since is not None:
+        keep &= times >= plan.since
+    if plan.until is not None:
+        keep &= times <= plan.until
+    if plan.client_filter:
+        hits = {s: any(validate.subject_matches(f, s) for f in plan.filters) for s in set(subjects)}
+        keep &= np.fromiter((hits[s] for s in subjects), bool, len(subjects))
+    if plan.limit is not None:
+        keep &= np.cumsum(keep) <= plan.limit
+    if not keep.all():
+        subjects = list(itertools.compress(subjects, keep))
+        payloads = payloads.select(keep)
+        headers = list(itertools.compress(headers, keep))
+        seqs, times = seqs[keep], times[keep]
+    payloads.finish()
+    sink.subjects, sink.payloads, sink.headers = [], Packed(), []
+    if decode is False:
+        decoder = _raw
+    else:
+        decoder = decode
+    df = frames.build(subjects, times, payloads, headers, seqs, decode=decoder)
+    _report(df, plan, seqs)
+    return df
+
+
+def _raw(payload: bytes) -> bytes:
+    return payload
+
+
+def _report(df: pd.DataFrame, plan: _Plan, seqs: np.ndarray) -> None:
+    """Fill ``df.attrs`` and warn about a purged start or missing sequences."""
+    state = plan.info.get("state", {})
+    first_seq, last_seq = state.get("first_seq", 0), state.get("last_seq", 0)
+    notes: list[str] = []
+    gaps: list[dict] = []
+    if plan.start_seq is not None and plan.start_seq < first_seq:
+        notes.append(f"asked for seq {plan.start_seq}, the stream starts at {first_seq} "
+                     f"(seq {plan.start_seq}–{first_seq - 1} were purged, deleted or expired)")
+    if plan.start_seq is not None and plan.start_seq > last_seq:
+        notes.append(f"asked for seq {plan.start_seq}, the stream ends at {last_seq}")
+    first_ts = jetstream.parse_time(state.get("first_ts"))
+    if plan.since is not None and first_seq > 1 and first_ts is not None and plan.since < first_ts:
+        notes.append(f"asked for messages since {pd.Timestamp(plan.since, unit='ns', tz='UTC')}, the stream starts at "
+                     f"seq {first_seq} from {pd.Timestamp(first_ts, unit='ns', tz='UTC')} "
+                     "(older messages were purged, deleted or expired)")
+    if not plan.filters and len(seqs) and plan.path:
+        # the edges count only where every sequence was asked for: not past a time bound or the limit
+        lo = max(plan.start_seq or first_seq, first_seq) if plan.since is None else int(seqs[0])
+        full = plan.until is None and (plan.limit is None or len(seqs) < plan.limit)
+        hi = plan.stop if full else int(seqs[-1])
+        edges = np.concatenate(([lo - 1], seqs, [hi + 1]))
+        jumps = np.flatnonzero(np.diff(edges) > 1)
+        missing = int((np.diff(edges)[jumps] - 1).sum())
+        gaps = [{"from_seq": int(edges[i]) + 1, "to_seq": int(edges[i + 1]) - 1,
+                 "missing": int(edges[i + 1] - edges[i] - 1)} for i in jumps[:GAPS_KEPT]]
+        if gaps:
+            shown = ", ".join(f"{g['from_seq']}" if g["missing"] == 1 else f"{g['from_seq']}–{g['to_seq']}"
+                              for g in gaps[:5])
+            more = f" and {len(jumps) - 5} more ranges" if len(jumps) > 5 else ""
+            notes.append(f"{missing:,} message(s) inside seq {lo}–{hi} are missing (deleted or expired): "
+                         f"seq {shown}{more}")
+    df.attrs.update(stream=plan.stream, first_seq=first_seq, last_seq=last_seq, stop_seq=plan.stop,
+                    reader=plan.path or "none", gaps=gaps, warnings=notes)
+    for note in notes:
+        warnings.warn(note, ReplayWarning, stacklevel=4)
