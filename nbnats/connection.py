@@ -101,6 +101,25 @@ def _redact(url: str) -> str:
     return re.sub(r"//[^@/]*@", "//***@", url)
 
 
+class _Secret(str):
+    """A credential: used as the string it is, shown as ``'***'`` (reprs, verbose tracebacks)."""
+
+    def __repr__(self) -> str:
+        return repr(getattr(self, "shown", "***"))
+
+
+def _hide(opts: dict[str, Any]) -> dict[str, Any]:
+    """``opts`` with its credentials, and any ``user:password@`` of its URL, hidden from reprs."""
+    out = {}
+    for k, v in opts.items():
+        if isinstance(v, str) and (k in _SECRET_KEYS or (k == "url" and _redact(v) != v)):
+            v = _Secret(v)
+            if k == "url":
+                v.shown = _redact(v)
+        out[k] = v
+    return out
+
+
 def _read_context(name: str | None) -> dict[str, Any]:
     """Read a natscli context file (``~/.config/nats/context/NAME.json``)."""
     base = Path(os.environ.get("XDG_CONFIG_HOME", Path.home() / ".config")) / "nats"
@@ -214,20 +233,32 @@ def connect(url: str | None = None, *, name: str = DEFAULT, context: str | None 
     >>> conn = nbnats.connect("nats://127.0.0.1:4222", name="local")   # doctest: +SKIP
     """
     global _current
+    loop._refuse_in_loop()          # before anything is closed or replaced
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
+        raise NatsError(f"timeout must be a positive number of seconds, not {timeout!r}", "pass e.g. timeout=5")
     opts: dict[str, Any] = {}
     if context is not None:
         opts.update(_read_context(context or None))
     given = dict(url=url, creds=creds, nkey=nkey, user=user, password=password, token=token,
                  tls_ca=tls_ca, tls_cert=tls_cert, tls_key=tls_key, client_name=client_name)
     opts.update({k: v for k, v in given.items() if v is not None})
-    with _lock:
-        old = _connections.pop(name, None)
-        if old is not None:
-            _close(old, timeout)
-        conn = _establish(name, opts, timeout)
-        _settings[name] = opts
-        _current = name
-        return conn
+    opts = _hide(opts)
+    try:
+        with _lock:
+            old = _connections.pop(name, None)
+            if old is not None:
+                _close(old, timeout)
+            conn = _establish(name, opts, timeout)
+            _settings[name] = opts
+            _current = name
+            return conn
+    except NatsError:
+        raise
+    except Exception as exc:
+        # A NatsError shows as one line; any other traceback would list this call's
+        # arguments, password included, in IPython's verbose mode.
+        raise ConnectError(f"connecting failed ({type(exc).__name__}: {exc})",
+                           "check the arguments passed to connect") from None
 
 
 def _establish(name: str, opts: dict[str, Any], timeout: float) -> Connection:
@@ -240,7 +271,7 @@ def _establish(name: str, opts: dict[str, Any], timeout: float) -> Connection:
             _embedded = server_mod.start()
         server, url = _embedded, _embedded.url
         if getattr(_embedded, "auth", None):
-            opts = {**opts, **_embedded.auth.options()}
+            opts = _hide({**opts, **_embedded.auth.options()})
     conn = loop.run(_open(name, url, opts, timeout, server), timeout + 1, f"connecting to {_redact(url)}")
     _connections[name] = conn
     return conn
@@ -321,6 +352,10 @@ def _close(conn: Connection, timeout: float) -> None:
             pass
         finally:
             if not conn.nc.is_closed:
+                if not conn.nc.is_connected:
+                    # Publishes buffered during an outage: nats-py would write them to the dead
+                    # socket, raise ConnectionResetError and leave its tasks running.
+                    conn.nc._pending, conn.nc._pending_data_size = [], 0
                 await conn.nc.close()
 
     try:
@@ -336,6 +371,7 @@ def close(name: str | None = None, timeout: float = 5.0) -> None:
 
     >>> nbnats.close()   # doctest: +SKIP
     """
+    loop._refuse_in_loop()          # else the connection would be unlisted but left open
     with _lock:
         conn = _connections.pop(name or _current, None)
     if conn is not None:

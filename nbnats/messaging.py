@@ -73,6 +73,7 @@ async def _js_publish(conn: Connection, subject: str, payload: bytes, timeout: f
     clock = asyncio.get_running_loop().time
     deadline = clock() + timeout
     dedup = bool(hdrs and "Nats-Msg-Id" in hdrs)
+    stream_exists = False
     while True:
         left = deadline - clock()
         try:
@@ -80,9 +81,15 @@ async def _js_publish(conn: Connection, subject: str, payload: bytes, timeout: f
                                          headers=hdrs)
         except nats.js.errors.NoStreamResponseError:
             if deadline - clock() < 0.3:
+                if stream_exists:
+                    raise JetStreamError(
+                        f"the stream storing {subject!r} did not answer: it has no leader right now "
+                        "(a cluster without quorum, or nodes restarting)",
+                        "bring the stopped nodes back, then publish again") from None
                 raise
             try:
                 await asyncio.wait_for(conn.js.find_stream_name_by_subject(subject), min(1.0, deadline - clock()))
+                stream_exists = True
             except nats.js.errors.NotFoundError:
                 raise nats.js.errors.NoStreamResponseError from None
             except (asyncio.TimeoutError, nats.errors.Error):
@@ -168,7 +175,7 @@ def request(subject: str, data: Any = b"", timeout: float = 2.0, headers: dict |
                           "the responder is slow or busy: raise --timeout, or check it is running") from None
         except nats.errors.ConnectionClosedError:
             raise _not_connected(conn) from None
-        return Message(msg.subject, msg.data, msg.headers, msg.reply)
+        return Message(subject, msg.data, msg.headers)   # named by what was asked, not the inbox
 
     return loop.run(ask(), timeout + 2, f"the request to {subject!r}")
 

@@ -33,6 +33,7 @@ _tails: dict[str, Tail] = {}
 SAMPLE_EVERY = 0.5        # seconds between rate samples
 SAMPLES_KEPT = 1200       # ten minutes of rate history
 WARN_EVERY = 5.0          # at most one slow-consumer warning per tail per interval
+WARN_AFTER = 1.0          # the first warning waits this long, so it counts the whole burst
 
 
 class Ring:
@@ -113,8 +114,12 @@ class Tail:
         self._samples: deque = deque(maxlen=SAMPLES_KEPT)
         self._sub = None
         self._sampler: asyncio.TimerHandle | None = None
-        self._last_warning = 0.0
+        self._last_warning = -WARN_EVERY
         self._warned_drops = 0
+        self._warn_timer: asyncio.TimerHandle | None = None
+        self._hb_timer: asyncio.TimerHandle | None = None
+        self._heard = time.monotonic()   # last JetStream message or heartbeat seen
+        self._reset_due = False          # recreate the ordered consumer at the next check
         self._done = threading.Event()
         self._widget = None
         self.error: str | None = None
@@ -152,19 +157,50 @@ class Tail:
             self._finish()
 
     def _slow_consumer(self) -> None:
+        # nats-py reports every dropped message; log one warning per interval that counts them all.
         self.slow_dropped += 1
+        if self._warn_timer is None:
+            delay = max(WARN_AFTER, self._last_warning + WARN_EVERY - time.monotonic())
+            self._warn_timer = loop.get_loop().call_later(delay, self._warn_slow)
+
+    def _warn_slow(self) -> None:
+        self._warn_timer = None
+        self._last_warning = time.monotonic()
+        new, self._warned_drops = self.slow_dropped - self._warned_drops, self.slow_dropped
+        log.warning("nbnats: tail %s on %r is too slow: the client dropped %d messages (%d in all) "
+                    "— filter the subject or raise the tail's pending_limit", self.id, self.subject,
+                    new, self.slow_dropped)
+
+    def _watch_heartbeats(self) -> None:
+        """Recreate a JetStream tail's ordered consumer once its heartbeats stop (loop thread).
+
+        nats-py checks every two heartbeat intervals and resets only after two
+        silent checks (up to four intervals); this resets after 1.5 silent
+        intervals, and at once after a reconnect, as the server may have lost
+        the consumer (a restart, a deleted consumer, a lost node).
+        """
+        self._hb_timer = None
+        jsi = getattr(getattr(self._sub, "_sub", None), "_jsi", None)
+        if jsi is None or not jsi._ordered or not jsi._hbi:
+            return
+        if jsi._hbtask is not None:
+            jsi._hbtask.cancel()
+            jsi._hbtask = None
         now = time.monotonic()
-        if now - self._last_warning >= WARN_EVERY:
-            new = self.slow_dropped - self._warned_drops
-            self._warned_drops = self.slow_dropped
-            self._last_warning = now
-            log.warning("nbnats: tail %s on %r is too slow: %d messages dropped by the client "
-                        "in the last %.0f s — filter the subject or raise the tail's pending limits",
-                        self.id, self.subject, new, WARN_EVERY)
+        if not self.conn.nc.is_connected:
+            self._reset_due = True
+        elif jsi._active and not self._reset_due:
+            jsi._active, self._heard = False, now
+        elif self._reset_due or now - self._heard > 1.5 * jsi._hbi:
+            jsi._active, self._heard, self._reset_due = False, now, False
+            loop.get_loop().create_task(jsi.reset_ordered_consumer(jsi._sseq + 1))
+        self._hb_timer = loop.get_loop().call_later(jsi._hbi / 8, self._watch_heartbeats)
 
     def _sample(self) -> None:
         self._samples.append((time.time(), self.count))
         if self.running:
+            if self._hb_timer is None and self.stream:
+                self._watch_heartbeats()
             self._sampler = loop.get_loop().call_later(SAMPLE_EVERY, self._sample)
 
     def _finish(self) -> None:
@@ -173,8 +209,9 @@ class Tail:
 
     async def _unsubscribe(self) -> None:
         sub, self._sub = self._sub, None
-        if self._sampler is not None:
-            self._sampler.cancel()
+        for timer in (self._sampler, self._hb_timer):
+            if timer is not None:
+                timer.cancel()
         if sub is not None:
             try:
                 await sub.unsubscribe()
@@ -193,6 +230,7 @@ class Tail:
     def _reconnected(self, since: float | None, at: float) -> None:
         start = self._outage_since or since or at
         self._outage_since = None
+        self._reset_due = True
         self._gaps.append({"start": start, "end": at, "kind": "outage", "missed": pd.NA,
                            "detail": f"disconnected for {at - start:.1f} s"})
 
@@ -202,8 +240,9 @@ class Tail:
     def _closed(self) -> None:
         self._sub = None
         self.stopped_at = self.stopped_at or time.time()
-        if self._sampler is not None:
-            self._sampler.cancel()
+        for timer in (self._sampler, self._hb_timer):
+            if timer is not None:
+                timer.cancel()
         self._done.set()
 
     # -- the user's side ---------------------------------------------------
@@ -292,6 +331,7 @@ class Tail:
 
         >>> t.wait(100, timeout=5)   # doctest: +SKIP
         """
+        loop._refuse_in_loop()        # here it would block the very thread that receives
         goal = count if count is not None else self.max_count
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -364,7 +404,7 @@ async def _subscribe_stream(t: Tail) -> None:
     import nats.js.errors as jse
     js = t.conn.js
     try:
-        await js.stream_info(t.stream)
+        info = await js.stream_info(t.stream)
     except jse.NotFoundError:
         raise NotFound(f"stream {t.stream!r} does not exist",
                        f"add it first: %nats stream add {t.stream} --subjects {t.subject}") from None
@@ -373,6 +413,10 @@ async def _subscribe_stream(t: Tail) -> None:
                         "start the server with JetStream on (the bundled one has it)") from None
     t._sub = await js.subscribe(t.subject, stream=t.stream, ordered_consumer=True,
                                 deliver_policy=DeliverPolicy.NEW, cb=t._on_js_msg, idle_heartbeat=2.0)
+    # A consumer reset resumes after the last sequence seen; before any message that is
+    # "now", not seq 1, which would pour the stream's history into a from-now tail.
+    jsi = t._sub._sub._jsi
+    jsi._sseq = max(jsi._sseq, info.state.last_seq)
 
 
 def tail(subject: str, queue: str | None = None, limit: int = 10_000, count: int | None = None,

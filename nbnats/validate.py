@@ -17,7 +17,7 @@ import re
 
 from .errors import InvalidHeader, InvalidKey, InvalidName, InvalidSubject, PayloadTooLarge
 
-_WHITESPACE = set(" \t\n\r\f")
+_WHITESPACE = set(" \t\n\r\f\v")   # \v too: nats-py cannot parse a MSG line holding it
 _NAME_FORBIDDEN = set(".*>/\\") | _WHITESPACE
 _KEY_RE = re.compile(r"^[-/_=.a-zA-Z0-9]+$")
 _KEY_PATTERN_RE = re.compile(r"^[-/_=.a-zA-Z0-9*>]+$")
@@ -52,6 +52,10 @@ def subject(value: str, *, publish: bool = False, what: str = "subject") -> str:
         if token == ">" and i != len(tokens) - 1:
             raise InvalidSubject(f"{what} {value!r} has '>' before its last token",
                                  "'>' matches the rest of a subject, so it must come last, e.g. 'orders.>'")
+        if not publish and token not in ("*", ">") and ("*" in token or ">" in token):
+            # The server takes it as a literal, but nats-py refuses to subscribe to it.
+            raise InvalidSubject(f"{what} {value!r} has '*' or '>' inside the token {token!r}",
+                                 "a wildcard must be a whole token, e.g. 'orders.*' or 'orders.>'")
     if publish and any(t in ("*", ">") for t in tokens):
         raise InvalidSubject(f"cannot publish to {value!r}: wildcards ('*', '>') only match when subscribing",
                              "publish to a concrete subject such as 'orders.created'")

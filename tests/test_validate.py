@@ -14,8 +14,8 @@ SUBJECTS = [
     (">", True, False),
     ("*", True, False),
     ("foo.*.bar", True, False),
-    ("foo*.bar", True, True),        # '*' inside a token is a literal
-    ("foo.bar>", True, True),
+    ("foo*.bar", False, True),       # '*' inside a token is a literal: nats-py will not subscribe to it
+    ("foo.bar>", False, True),
     ("foo.>.bar", False, False),     # '>' must be last
     ("", False, False),
     ("foo..bar", False, False),
