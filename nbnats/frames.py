@@ -47,8 +47,7 @@ def build(subjects: Sequence[str], times_ns: Sequence[int], payloads: Sequence[b
     base = pd.DataFrame({
         "subject": pd.Series(list(subjects), dtype=object),
         "time": pd.to_datetime(np.asarray(times_ns, dtype="int64"), unit="ns", utc=True),
-        "seq": pd.array(seqs if isinstance(seqs, np.ndarray) else list(seqs) if seqs is not None else [None] * n,
-                        dtype="Int64"),
+        "seq": _seq_column(seqs, n),
         "size": sizes,
         "headers": pd.Series(list(headers) if headers is not None else [None] * n, dtype=object),
     })
@@ -61,6 +60,13 @@ def build(subjects: Sequence[str], times_ns: Sequence[int], payloads: Sequence[b
     body.columns = [f"data.{c}" if c in _RESERVED and c not in ("data", "decode_error") else c
                     for c in body.columns]
     return pd.concat([base, body.set_axis(base.index)], axis=1)
+
+
+def _seq_column(seqs: Sequence[int | None] | None, n: int) -> pd.arrays.IntegerArray:
+    """Stream sequences as nullable Int64; core NATS rows (no ``seqs``) are all <NA>."""
+    if seqs is None:   # built directly: pd.array([None] * n) costs ~50 ms per 300k rows
+        return pd.arrays.IntegerArray(np.zeros(n, dtype="int64"), np.ones(n, dtype=bool))
+    return pd.array(seqs if isinstance(seqs, np.ndarray) else list(seqs), dtype="Int64")
 
 
 def decode_payloads(payloads: Sequence[bytes], decode: Callable[[bytes], Any] | None = None,

@@ -17,6 +17,7 @@ import logging
 import threading
 import time
 from collections import deque
+from time import time_ns
 from typing import Any
 
 import pandas as pd
@@ -108,6 +109,11 @@ class Tail:
         self.started = time.time()
         self.stopped_at: float | None = None
         self._ring = Ring(limit)
+        self._add_subject = self._ring.subjects.append
+        self._add_time = self._ring.times.append
+        self._add_seq = self._ring.seqs.append
+        self._add_headers = self._ring.headers.append
+        self._stop_at = count if count is not None else -1
         self._gaps: list[dict] = []
         self._outage_since: float | None = None
         self._last_seq: int | None = None
@@ -126,14 +132,20 @@ class Tail:
 
     # -- receiving (loop thread) -------------------------------------------
     async def _on_msg(self, msg) -> None:
-        if self.max_count is not None and self.count >= self.max_count:
+        # The hot path of every core tail: bound appends, no method calls (see bench/tail.py).
+        count = self.count
+        if count == self._stop_at:
             return  # already queued behind the last wanted message
-        ring = self._ring
-        if len(ring) == self.limit:
+        payloads = self._ring.payloads
+        if len(payloads) == self.limit:
             self.overflow += 1
-        ring.append(msg.subject, time.time_ns(), None, msg.data, msg.headers)
-        self.count += 1
-        if self.max_count is not None and self.count >= self.max_count:
+        self._add_subject(msg.subject)
+        self._add_time(time_ns())
+        self._add_seq(None)
+        payloads.append(msg.data)
+        self._add_headers(msg.headers)
+        self.count = count = count + 1
+        if count == self._stop_at:
             self._finish()
 
     async def _on_js_msg(self, msg) -> None:
@@ -279,14 +291,14 @@ class Tail:
                 for (t0, c0), (t1, c1) in zip(samples, samples[1:]) if t1 > t0]
         return pd.DataFrame(rows, columns=["time", "rate"])
 
-    def _snapshot(self) -> tuple[list, list, list, list, list]:
+    def _snapshot(self):
         if loop.in_loop_thread():
             return self._ring.snapshot()
 
-        async def snap():
+        async def in_loop():
             return self._ring.snapshot()
 
-        return loop.run(snap(), 10, f"reading tail {self.id}")
+        return loop.run(in_loop(), 10, f"reading tail {self.id}")
 
     def records(self) -> list[tuple]:
         """A snapshot of the kept rows as (subject, time_ns, seq, data, headers) tuples.

@@ -183,3 +183,4 @@ def test_tails_listing_and_stop_by_id(connected, uid):
     assert not t.running
     with pytest.raises(nbnats.NotFound):
         nbnats.stop("t99999")
+
