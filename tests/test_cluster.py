@@ -17,26 +17,11 @@ import pytest
 import nbnats
 from nbnats import connection, loop, server
 
+from faultkit import lost, wait_until
+
 kv_mod = importlib.import_module("nbnats.kv")       # nbnats.kv is also the function
 
 pytestmark = pytest.mark.timeout(120)
-
-
-def wait_until(predicate, timeout: float, what: str) -> float:
-    start = time.monotonic()
-    while not predicate():
-        if time.monotonic() - start > timeout:
-            raise AssertionError(f"{what} did not happen within {timeout:g} s")
-        time.sleep(0.05)
-    return time.monotonic() - start
-
-
-def lost(case: str, expected, got, **figures) -> list:
-    missing = sorted(set(expected) - set(got))
-    extra = "".join(f", {k}={v}" for k, v in figures.items())
-    print(f"\n[{case}] lost: {len(missing) and missing[:10] or 'nothing'} "
-          f"({len(got)} of {len(expected)} received{extra})")
-    return missing
 
 
 @pytest.fixture(scope="module")

@@ -28,7 +28,7 @@ from .. import loop, validate
 from ..errors import Conflict, NatsError, ValidationError
 from ..kv import KV, Entry, ack_meta, operation, preview
 from ..kv import guarded
-from .tail_view import ROWS_SHOWN, TailView, _rate_points, sparkline
+from .tail_view import ROWS_SHOWN, TailView, _rate_points, sparkline, state_html
 
 REFRESH = 0.1       # seconds: the ≤ 10 Hz redraw cap
 MAX_TEXT = 1_000_000
@@ -610,9 +610,7 @@ class KVWatchView(TailView):
         t = self.tail
         self._seen, self._dirty = t.count, False
         self.renders += 1
-        state = "running" if t.running else "stopped"
-        if t._outage_since is not None:
-            state = "<span style='color:#b91c1c'>disconnected — reconnecting</span>"
+        state = state_html(t)
         initial = "" if t.caught_up else " · loading current values…"
         paused = " · <b>paused</b>" if self.pause.value else ""
         self.header.value = (f"<b>KV {escape(t.kv.bucket)}</b> watch <code>{escape(t.key)}</code> · {t.id} · {state} · "

@@ -96,9 +96,7 @@ class TailView(w.VBox):
         t = self.tail
         self._seen, self._dirty = t.count, False
         self.renders += 1
-        state = "running" if t.running else "stopped"
-        if t._outage_since is not None:
-            state = "<span style='color:#b91c1c'>disconnected — reconnecting</span>"
+        state = state_html(t)
         dropped = f"<span style='color:#b91c1c'>{t.dropped:,} dropped</span>" if t.dropped else "0 dropped"
         paused = " · <b>paused</b>" if self.pause.value else ""
         gaps = f" · {len(t._gaps)} gap(s)" if t._gaps else ""
@@ -117,6 +115,13 @@ class TailView(w.VBox):
         self.rows.value = ("<table class='nbnats-tail' style='font-size:12px'><thead><tr><th>seq</th>"
                            "<th>time (UTC)</th><th>subject</th><th>size</th><th>payload</th></tr></thead>"
                            f"<tbody>{body}</tbody></table>")
+
+
+def state_html(t) -> str:
+    """'running', 'stopped', or a red 'disconnected — reconnecting' during an outage."""
+    if t._outage_since is not None:
+        return "<span style='color:#b91c1c'>disconnected — reconnecting</span>"
+    return "running" if t.running else "stopped"
 
 
 def _rate_points(t) -> list[tuple[float, float]]:
