@@ -40,7 +40,7 @@ from .connection import Connection, current
 from .errors import (Conflict, JetStreamError, KeyDeleted, NatsError, NotConnected, NotFound,
                      PayloadTooLarge, Timeout, ValidationError)
 from .payload import encode
-from .tail import Tail, _tails
+from .tail import Tail, _tails, resume_after
 
 KV_OP = "KV-Operation"
 MARKER = "Nats-Marker-Reason"       # nats-server 2.11+ places these for TTL/limit expiries
@@ -974,6 +974,8 @@ def _start_watch(kv: KV, key: str, updates_only: bool, history: bool, limit: int
     async def start():
         w._sub = await conn.js.subscribe(w.subject, stream=kv.stream, cb=w._on_kv_msg, ordered_consumer=True,
                                          deliver_policy=policy, idle_heartbeat=2.0)
+        if updates_only:
+            resume_after(w._sub, (await conn.js.stream_info(kv.stream)).state.last_seq)
         info = await w._sub.consumer_info()
         if updates_only or (info.num_pending == 0 and not (info.delivered and info.delivered.consumer_seq)):
             w.caught_up = True

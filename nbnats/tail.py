@@ -425,10 +425,17 @@ async def _subscribe_stream(t: Tail) -> None:
                         "start the server with JetStream on (the bundled one has it)") from None
     t._sub = await js.subscribe(t.subject, stream=t.stream, ordered_consumer=True,
                                 deliver_policy=DeliverPolicy.NEW, cb=t._on_js_msg, idle_heartbeat=2.0)
-    # A consumer reset resumes after the last sequence seen; before any message that is
-    # "now", not seq 1, which would pour the stream's history into a from-now tail.
-    jsi = t._sub._sub._jsi
-    jsi._sseq = max(jsi._sseq, info.state.last_seq)
+    resume_after(t._sub, info.state.last_seq)
+
+
+def resume_after(sub, seq: int) -> None:
+    """Make an ordered consumer's reset resume after ``seq`` until it has seen a message.
+
+    nats-py resumes after the last sequence seen, which before any message is
+    seq 1: that would pour the stream's history into a from-now subscription.
+    """
+    jsi = sub._sub._jsi
+    jsi._sseq = max(jsi._sseq, seq)
 
 
 def tail(subject: str, queue: str | None = None, limit: int = 10_000, count: int | None = None,
