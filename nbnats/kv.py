@@ -39,6 +39,7 @@ from . import frames, loop, validate
 from .connection import Connection, current
 from .errors import (Conflict, JetStreamError, KeyDeleted, NatsError, NotConnected, NotFound,
                      PayloadTooLarge, Timeout, ValidationError)
+from .messaging import js_publish
 from .payload import encode
 from .tail import Tail, _tails, resume_after
 
@@ -428,7 +429,7 @@ class KV:
         if ttl is not None:
             headers = {**(headers or {}), TTL_HEADER: str(int(ttl))}
         try:
-            ack = await conn.js.publish(self.prefix + key, data, headers=headers, timeout=WAIT)
+            ack = await js_publish(conn, self.prefix + key, data, WAIT, headers)   # rides out failovers
         except jse.NoStreamResponseError:
             raise self._no_bucket() from None
         except jse.APIError as exc:

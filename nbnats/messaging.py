@@ -61,7 +61,7 @@ async def _flush(conn: Connection, timeout: float) -> None:
         raise _not_connected(conn) from None
 
 
-async def _js_publish(conn: Connection, subject: str, payload: bytes, timeout: float, hdrs: dict | None):
+async def js_publish(conn: Connection, subject: str, payload: bytes, timeout: float, hdrs: dict | None):
     """``js.publish`` that rides out a failover within ``timeout``.
 
     A stream electing a leader answers nothing (a 503), like no stream at all:
@@ -130,7 +130,7 @@ def publish(subject: str, data: Any = b"", headers: dict | None = None, js: bool
         acks = []
         for _ in range(count):
             try:
-                ack = await _js_publish(conn, subject, payload, timeout, hdrs)
+                ack = await js_publish(conn, subject, payload, timeout, hdrs)
             except nats.js.errors.NoStreamResponseError:
                 raise NotFound(f"no JetStream stream stores subject {subject!r}",
                                f"add one: %nats stream add NAME --subjects {subject}") from None
