@@ -376,10 +376,13 @@ class Tail:
             self._widget = TailView(self)
         return self._widget
 
-    def plot(self):
-        """A plotly chart of the message rate over time."""
+    def plot(self, **options):
+        """A plotly chart of the message rate over time (options as :func:`nbnats.plot.tail_rate`).
+
+        >>> t.plot(every="5s", by_subject=False)   # doctest: +SKIP
+        """
         from . import plot
-        return plot.tail_rate(self)
+        return plot.tail_rate(self, **options)
 
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped"
