@@ -117,6 +117,7 @@ class Tail:
         self._gaps: list[dict] = []
         self._outage_since: float | None = None
         self._last_seq: int | None = None
+        self._gaps_checked = False       # set for a stream tail that reads every subject of its stream
         self._samples: deque = deque(maxlen=SAMPLES_KEPT)
         self._sub = None
         self._sampler: asyncio.TimerHandle | None = None
@@ -153,7 +154,7 @@ class Tail:
             return
         seq, ts = _js_seq_time(msg.reply)
         last = self._last_seq
-        if last is not None and seq is not None and seq > last + 1:
+        if last is not None and seq is not None and seq > last + 1 and self._gaps_checked:
             now = time.time()
             self._gaps.append({"start": now, "end": now, "kind": "sequence",
                                "missed": seq - last - 1, "detail": f"seq {last} → {seq}"})
@@ -426,6 +427,9 @@ async def _subscribe_stream(t: Tail) -> None:
     except Exception as exc:
         raise NatsError(f"JetStream is not available for stream {t.stream!r} ({exc})",
                         "start the server with JetStream on (the bundled one has it)") from None
+    # Stream sequences count every subject of the stream: a jump means a lost message
+    # only when this tail reads all of them.
+    t._gaps_checked = list(info.config.subjects or []) == [t.subject]
     t._sub = await js.subscribe(t.subject, stream=t.stream, ordered_consumer=True,
                                 deliver_policy=DeliverPolicy.NEW, cb=t._on_js_msg, idle_heartbeat=2.0)
     resume_after(t._sub, info.state.last_seq)

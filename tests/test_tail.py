@@ -184,3 +184,18 @@ def test_tails_listing_and_stop_by_id(connected, uid):
     with pytest.raises(nbnats.NotFound):
         nbnats.stop("t99999")
 
+
+
+def test_filtered_stream_tail_reports_no_false_gaps(connected, uid):
+    stream = f"F{uid}"
+
+    async def add():
+        await connected.js.add_stream(name=stream, subjects=[f"{uid}.>"])
+
+    loop.run(add(), 10, "adding a stream")
+    t = nbnats.tail(f"{uid}.eu", stream=stream)      # reads one subject of the stream
+    for i in range(6):
+        nbnats.publish(f"{uid}.{'eu' if i % 2 else 'us'}", {"i": i}, js=True)
+    df = t.wait(3, timeout=10).df
+    assert df["seq"].tolist() == [2, 4, 6]           # stream sequences skip the other subject
+    assert (t.gaps["kind"] == "sequence").sum() == 0
