@@ -7,7 +7,7 @@ import pytest
 
 MODULES = ["nbnats.validate", "nbnats.frames", "nbnats.payload", "nbnats.loop", "nbnats.errors",
            "nbnats.magics.registry", "nbnats.magics.core", "nbnats.tail", "nbnats.progress",
-           "nbnats.widgets.tail_view"]
+           "nbnats.widgets.tail_view", "nbnats.units"]
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -16,6 +16,7 @@ from nbnats import connection, loop, server
 from nbnats.errors import InvalidName, InvalidSubject, JetStreamError, NatsError, NotFound, ValidationError
 
 js = importlib.import_module("nbnats.jetstream")
+units = importlib.import_module("nbnats.units")
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -43,14 +44,14 @@ def test_docstring_examples():
 
 
 def test_units_and_subject_overlap():
-    assert js.seconds("7d", "x") == 7 * 86400 and js.seconds("1h30m", "x") == 5400 and js.seconds("500ms", "x") == 0.5
-    assert js.size("512MB", "x") == 512 << 20 and js.size("1GiB", "x") == 1 << 30 and js.size(10, "x") == 10
-    assert js.to_ns("2026-01-01T00:00:00.000000001Z", "x") == 1767225600000000001
-    assert abs(js.to_ns("1h", "x") - (time.time_ns() - 3600 * 10**9)) < 10**9
-    assert js.human_bytes(3 << 20) == "3.0 MiB" and js.human_duration(86400 * 10**9) == "1d"
+    assert units.seconds("7d", "x") == 7 * 86400 and units.seconds("1h30m", "x") == 5400 and units.seconds("500ms", "x") == 0.5
+    assert units.size("512MB", "x") == 512 << 20 and units.size("1GiB", "x") == 1 << 30 and units.size(10, "x") == 10
+    assert units.to_ns("2026-01-01T00:00:00.000000001Z", "x") == 1767225600000000001
+    assert abs(units.to_ns("1h", "x") - (time.time_ns() - 3600 * 10**9)) < 10**9
+    assert units.human_bytes(3 << 20) == "3.0 MiB" and units.human_duration(86400 * 10**9) == "1d"
     assert js.overlaps("a.*.c", "a.b.>") and js.overlaps(">", "x") and not js.overlaps("a.b", "a.c")
-    for bad, call in (("soon", lambda: js.seconds("soon", "max_age")), ("big", lambda: js.size("big", "max_bytes")),
-                      ("yesterday", lambda: js.to_ns("yesterday", "since"))):
+    for bad, call in (("soon", lambda: units.seconds("soon", "max_age")), ("big", lambda: units.size("big", "max_bytes")),
+                      ("yesterday", lambda: units.to_ns("yesterday", "since"))):
         with pytest.raises(ValidationError, match=bad) as err:
             call()
         assert " — " in str(err.value)

@@ -13,6 +13,7 @@ import pandas as pd
 from IPython.display import display
 
 import nbnats
+from nbnats import units
 from ..errors import NatsError
 from .registry import arg, group, verb
 
@@ -23,15 +24,10 @@ def duration(text: str) -> float:
     >>> duration("500ms"), duration("2"), duration("1m")
     (0.5, 2.0, 60.0)
     """
-    units = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
-    t = str(text).strip().lower()
-    for unit in ("ms", "s", "m", "h", "d"):
-        if t.endswith(unit) and t[: -len(unit)].replace(".", "", 1).isdigit():
-            return float(t[: -len(unit)]) * units[unit]
     try:
-        return float(t)
-    except ValueError:
-        raise NatsError(f"{text!r} is not a duration", "write seconds like 2, 2s, 500ms, 1m or 1h") from None
+        return units.seconds(text, "the duration")
+    except ValueError:   # raised as a plain NatsError: argparse would reword a ValueError
+        raise NatsError(f"{text!r} is not a duration", "write it like 2, 2s, 500ms, 1m or 1h") from None
 
 
 def headers_from(pairs: list[str] | None) -> dict | None:

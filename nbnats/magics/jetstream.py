@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 from nbnats import jetstream as js
+from nbnats import units
 from nbnats.replay import replay
 from nbnats.widgets import stream_view
 
@@ -137,7 +138,7 @@ def _consumer_info(a, ctx):
       arg("--no-ack", action="store_true", help="leave them unacked: they come back after the ack wait"),
       arg("--timeout", default="2s", help="wait this long when nothing is ready (2s)"))
 def _consumer_next(a, ctx):
-    df = js.next(a.stream, a.name, count=a.count, ack=not a.no_ack, timeout=js.seconds(a.timeout, "--timeout"))
+    df = js.next(a.stream, a.name, count=a.count, ack=not a.no_ack, timeout=units.seconds(a.timeout, "--timeout"))
     if df.empty:
         print(f"no message for consumer {a.name} within {a.timeout}")
     return df
