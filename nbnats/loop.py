@@ -114,17 +114,6 @@ def submit(coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future:
     return asyncio.run_coroutine_threadsafe(coro, get_loop())
 
 
-async def run_async(coro: Coroutine[Any, Any, T]) -> T:
-    """Await ``coro`` on the nbnats loop from any other event loop.
-
-    This is the async face: ``await nbnats.aio.publish(...)`` in a notebook
-    (whose cells run on the kernel's loop) hands the work to this loop.
-    """
-    if in_loop_thread():
-        return await coro
-    return await asyncio.wrap_future(submit(coro))
-
-
 def call_soon(fn: Callable[..., Any], *args: Any) -> None:
     """Schedule a plain function on the loop thread (thread-safe).
 
