@@ -111,7 +111,7 @@ def natsjs_rate(url: str) -> float | None:
 
 
 def run_nbnats() -> pd.DataFrame:
-    from nbnats.replay import replay   # (nbnats.replay is also the function's name)
+    from nbnats.jetstream.replay import replay  # (nbnats.replay is also the function's name)
     return replay(STREAM, progress=False, timeout=30)
 
 
@@ -124,7 +124,7 @@ def memory_child(url: str) -> None:
 
     import nbnats
     nbnats.connect(url)
-    from nbnats.replay import replay  # noqa: F401  (imports outside the measurement)
+    from nbnats.jetstream.replay import replay  # noqa: F401  (imports outside the measurement)
     def hwm() -> int:   # the process's peak resident memory so far, in bytes
         with open("/proc/self/status") as f:
             return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmHWM"))
@@ -163,7 +163,7 @@ def main() -> None:
         return memory_child(args.memory_child)
 
     import nbnats
-    from nbnats import server
+    from nbnats.runtime import server
 
     with tempfile.TemporaryDirectory() as store, server.start(store=store) as srv:
         print(f"nats-server {srv.info().get('version')} at {srv.url}; filling {STREAM} with {args.n:,} messages "

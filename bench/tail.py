@@ -19,7 +19,7 @@ import time
 import nats
 
 import nbnats
-from nbnats import server
+from nbnats.runtime import server
 
 PUBLISHER = """
 import asyncio, sys, nats, orjson

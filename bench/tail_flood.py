@@ -27,7 +27,7 @@ import nats
 import pandas as pd
 
 import nbnats
-from nbnats import server
+from nbnats.runtime import server
 
 LIMIT = 10_000
 PUBLISHER = """

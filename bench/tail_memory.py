@@ -27,7 +27,7 @@ import nats
 import psutil
 
 import nbnats
-from nbnats import server
+from nbnats.runtime import server
 
 SIZE = 1_000_000
 MB = 1e6

@@ -12,36 +12,38 @@ from __future__ import annotations
 
 import atexit
 
-from . import aio, bench_tools, codecs, plot, schema, server
-from .bench_tools import ping
-from .connection import close, connect, connections, current, status, use
-from .errors import (CodecError, Conflict, ConnectError, KeyDeleted, InvalidHeader, InvalidKey, InvalidName, InvalidSubject,
+from nbnats import aio, measure, plot, schema
+from nbnats.data import codecs
+from nbnats.runtime import server
+from nbnats.measure import ping
+from nbnats.runtime.connection import close, connect, connections, current, status, use
+from nbnats.errors import (CodecError, Conflict, ConnectError, KeyDeleted, InvalidHeader, InvalidKey, InvalidName, InvalidSubject,
                      JetStreamError, LoopThreadError, NatsError, NoResponders, NotConnected, NotFound,
                      PayloadTooLarge, SchemaError, ServerError, Timeout, ValidationError)
-from .jetstream import (ConsumerInfo, StreamInfo, StreamMessage, add_consumer, add_stream, consumer_info,
+from nbnats.jetstream.streams import (ConsumerInfo, StreamInfo, StreamMessage, add_consumer, add_stream, consumer_info,
                         consumers, delete_consumer, delete_stream, edit_stream, get_message, next,
                         purge_stream, stream_info, streams)
-from .kv import KV, Entry, KVWatch, buckets, delete_bucket, kv
-from .messaging import PubAck, Service, publish, publish_frame, request, serve
-from .objects import ObjectInfo, ObjectStore, delete_object_store, object_stores, objects
-from .payload import Message
-from .services import add_service, service_info, service_stats, services
-from .replay import ReplayWarning, replay
-from .session import server_info, start_server, stop, stop_all, stop_server
-from .tail import Tail, tail, tails
-from .widgets.stream_view import StreamView, view
+from nbnats.kv import KV, Entry, KVWatch, buckets, delete_bucket, kv
+from nbnats.messaging import PubAck, Service, publish, publish_frame, request, serve
+from nbnats.objects import ObjectInfo, ObjectStore, delete_object_store, object_stores, objects
+from nbnats.data.payload import Message
+from nbnats.services import add_service, service_info, service_stats, services
+from nbnats.jetstream.replay import ReplayWarning, replay
+from nbnats.runtime.session import server_info, start_server, stop, stop_all, stop_server
+from nbnats.tail import Tail, tail, tails
+from nbnats.widgets.stream_view import StreamView, view
 
 __version__ = "0.1.0"
 
 
 def load_ipython_extension(ip) -> None:
     """``%load_ext nbnats``: register ``%nats`` / ``%%nats``."""
-    from .magics import load
+    from nbnats.magics import load
     load(ip)
 
 
 def _at_exit() -> None:
-    from . import connection
+    from nbnats.runtime import connection
     try:
         connection.close_all(timeout=2.0)
     except Exception:
@@ -51,7 +53,7 @@ def _at_exit() -> None:
 atexit.register(_at_exit)
 
 __all__ = [
-    "aio", "bench_tools", "codecs", "plot", "schema", "server", "ping", "close", "connect", "connections", "current", "status", "use",
+    "aio", "measure", "codecs", "plot", "schema", "server", "ping", "close", "connect", "connections", "current", "status", "use",
     "publish", "publish_frame", "request", "serve", "PubAck", "Service", "Message",
     "add_service", "service_info", "service_stats", "services",
     "server_info", "start_server", "stop", "stop_all", "stop_server", "Tail", "tail", "tails",

@@ -11,7 +11,8 @@ from __future__ import annotations
 import asyncio
 import functools
 
-from . import connection, messaging, tail as _tail
+from nbnats.runtime import connection
+from nbnats import messaging, tail as _tail
 
 
 def _async(fn):

@@ -18,11 +18,13 @@ from typing import Any, NamedTuple
 import nats.errors
 import orjson
 
-from . import frames, loop, schema_hooks, validate
-from . import payload as payload_mod
-from .connection import Connection, current
-from .errors import JetStreamError, NatsError, NoResponders, NotConnected, NotFound, Timeout
-from .payload import Message, encode
+from nbnats.data import frames, validate
+from nbnats.runtime import loop
+from nbnats.schema import hooks as schema_hooks
+from nbnats.data import payload as payload_mod
+from nbnats.runtime.connection import Connection, current
+from nbnats.errors import JetStreamError, NatsError, NoResponders, NotConnected, NotFound, Timeout
+from nbnats.data.payload import Message, encode
 
 
 class PubAck(NamedTuple):
@@ -337,7 +339,7 @@ def publish_frame(subject: str | None, df, subject_column: str | None = None, he
     >>> nbnats.publish_frame(None, df, subject_column="subject")  # doctest: +SKIP
     3
     """
-    from .progress import progress_bar
+    from nbnats.progress import progress_bar
 
     if subject is None and subject_column is None:
         raise NatsError("publish_frame needs a subject or a subject_column",

@@ -29,11 +29,12 @@ import orjson
 import pandas as pd
 from nats.js import api
 
-from . import loop, validate
-from .connection import Connection, current
-from .errors import CodecError, JetStreamError, NatsError, NotFound, Timeout, ValidationError
-from .kv import WAIT, _info_table, _streams_with_prefix, ack_meta, guarded, scan, seconds
-from .progress import progress_bar
+from nbnats.runtime import loop
+from nbnats.data import validate
+from nbnats.runtime.connection import Connection, current
+from nbnats.errors import CodecError, JetStreamError, NatsError, NotFound, Timeout, ValidationError
+from nbnats.kv.bucket import WAIT, _info_table, _streams_with_prefix, ack_meta, guarded, scan, seconds
+from nbnats.progress import progress_bar
 
 PARQUET = "application/vnd.apache.parquet"
 PROGRESS_FROM = 8 * 1024 * 1024          # bytes: bars show for objects this large

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from .errors import NatsError
+from nbnats.errors import NatsError
 
 _LAYOUT = dict(height=360, margin=dict(l=50, r=20, t=50, b=40))
 
@@ -191,7 +191,7 @@ def latency(source, nbins: int | None = 50) -> go.Figure:
 def stream_fill(source, max_msgs: int | None = None, max_bytes: int | None = None) -> go.Figure:
     """A stream's message count (left axis) and bytes (right axis) over time, with its limits.
 
-    ``source``: a sampler from ``nbnats.bench_tools.watch_stream`` (counts as
+    ``source``: a sampler from ``nbnats.measure.watch_stream`` (counts as
     the server reported them, purges and limits included), or a replayed
     frame of the stream (the counts it built up, message by message).
 

@@ -17,11 +17,12 @@ from typing import Any
 import orjson
 import pandas as pd
 
-from . import loop, validate
-from .connection import current
-from .errors import NatsError, NotFound
-from .messaging import gather
-from .payload import Message, encode
+from nbnats.runtime import loop
+from nbnats.data import validate
+from nbnats.runtime.connection import current
+from nbnats.errors import NatsError, NotFound
+from nbnats.messaging import gather
+from nbnats.data.payload import Message, encode
 
 
 def _ask(verb: str, name: str | None, wait: float, connection: str | None) -> list[dict]:

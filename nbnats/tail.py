@@ -22,9 +22,10 @@ from typing import Any
 
 import pandas as pd
 
-from . import frames, loop, validate
-from .connection import Connection, current
-from .errors import NatsError, NotFound, Timeout
+from nbnats.data import frames, validate
+from nbnats.runtime import loop
+from nbnats.runtime.connection import Connection, current
+from nbnats.errors import NatsError, NotFound, Timeout
 
 log = logging.getLogger("nbnats")
 
@@ -373,7 +374,7 @@ class Tail:
     def widget(self):
         """The live view: new rows, pause, clear, a subject filter and a rate chart."""
         if self._widget is None:
-            from .widgets.tail_view import TailView
+            from nbnats.widgets.tail_view import TailView
             self._widget = TailView(self)
         return self._widget
 
@@ -382,7 +383,7 @@ class Tail:
 
         >>> t.plot(every="5s", by_subject=False)   # doctest: +SKIP
         """
-        from . import plot
+        from nbnats import plot
         return plot.tail_rate(self, **options)
 
     def __repr__(self) -> str:
@@ -471,13 +472,13 @@ def tail(subject: str, queue: str | None = None, limit: int = 10_000, count: int
     if count is not None and count < 1:
         raise NatsError(f"count must be positive, not {count!r}", "omit it to tail until stopped")
     if codec is not None:
-        from . import codecs
+        from nbnats.data import codecs
         codec = codecs.get(codec)
     conn = current(connection)
     t = Tail(conn, subject, queue, limit, count, stream, codec, pending_limit)
     start = _subscribe_stream(t) if stream else _subscribe_core(t)
     loop.run(start, 10, f"subscribing to {subject!r}")
-    conn.subscribers[t._sub._id] = t
+    conn.watch_slow(t._sub, t)
     conn.listeners.append(t)
     loop.call_soon(t._sample)
     _tails[t.id] = t

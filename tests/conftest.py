@@ -9,7 +9,7 @@ import uuid
 import pytest
 
 import nbnats
-from nbnats import connection, server
+from nbnats.runtime import connection, server
 
 _counter = itertools.count(1)
 

@@ -17,12 +17,13 @@ from hypothesis import strategies as st
 
 import nbnats
 import nbnats.magics  # noqa: F401  (registers every %nats verb, to know which exist)
-from nbnats import connection, server, validate
+from nbnats.runtime import connection, server
+from nbnats.data import validate
 from nbnats.magics.registry import VERBS
 
-js = importlib.import_module("nbnats.jetstream")
-replay = importlib.import_module("nbnats.replay").replay   # nbnats.replay may name the module
-kv_mod = importlib.import_module("nbnats.kv")       # nbnats.kv is also the function
+js = importlib.import_module("nbnats.jetstream.streams")
+replay = importlib.import_module("nbnats.jetstream.replay").replay
+kv_mod = importlib.import_module("nbnats.kv.bucket")
 
 MAX = 4096           # the private server's max_payload
 

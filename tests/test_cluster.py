@@ -15,11 +15,11 @@ import time
 import pytest
 
 import nbnats
-from nbnats import connection, loop, server
+from nbnats.runtime import connection, loop, server
 
 from faultkit import lost, wait_until
 
-kv_mod = importlib.import_module("nbnats.kv")       # nbnats.kv is also the function
+kv_mod = importlib.import_module("nbnats.kv.bucket")
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -65,7 +65,7 @@ def stored_on(node, stream: str) -> int:
 
 def replay_all(conn, stream: str) -> list[int]:
     """Every message of the stream, read back with nbnats's replay."""
-    replay = importlib.import_module("nbnats.replay").replay   # nbnats.replay may name the module
+    replay = importlib.import_module("nbnats.jetstream.replay").replay
     return replay(stream, connection=conn.name, progress=False)["i"].tolist()
 
 

@@ -8,7 +8,7 @@ import msgpack
 import pytest
 
 import nbnats
-from nbnats import codecs, frames, payload
+from nbnats.data import codecs, frames, payload
 from nbnats.errors import CodecError, InvalidSubject
 
 pytestmark = pytest.mark.timeout(60)

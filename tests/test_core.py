@@ -7,7 +7,7 @@ import time
 import pytest
 
 import nbnats
-from nbnats import connection, loop
+from nbnats.runtime import connection, loop
 
 
 def test_publish_reaches_a_tail_with_headers(connected, uid):
@@ -193,7 +193,7 @@ def test_unreachable_server_is_one_clear_error(uid):
 
 
 def test_named_connections_and_secrets_never_shown(nats_server, uid):
-    from nbnats import server
+    from nbnats.runtime import server
     with server.start(auth="user") as srv:
         creds = srv.auth.options()
         conn = nbnats.connect(srv.url, name=uid, **creds)

@@ -5,9 +5,9 @@ import importlib
 
 import pytest
 
-MODULES = ["nbnats.validate", "nbnats.frames", "nbnats.payload", "nbnats.loop", "nbnats.errors",
+MODULES = ["nbnats.data.validate", "nbnats.data.frames", "nbnats.data.payload", "nbnats.runtime.loop", "nbnats.errors",
            "nbnats.magics.registry", "nbnats.magics.core", "nbnats.tail", "nbnats.progress",
-           "nbnats.widgets.tail_view", "nbnats.units"]
+           "nbnats.widgets.tail_view", "nbnats.data.units", "nbnats.engine.acks", "nbnats.engine.errors"]
 
 
 @pytest.mark.parametrize("name", MODULES)

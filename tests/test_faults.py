@@ -23,7 +23,7 @@ from collections import Counter
 import pytest
 
 import nbnats
-from nbnats import connection, loop, server
+from nbnats.runtime import connection, loop, server
 
 from faultkit import lost, wait_until
 
@@ -209,8 +209,8 @@ def test_deleted_consumer_is_replaced_within_two_heartbeats(private, uid):
 @pytest.mark.slow
 @pytest.mark.timeout(90)
 def test_replay_survives_its_consumer_being_deleted(private, uid):
-    replay = importlib.import_module("nbnats.replay").replay   # nbnats.replay may name the module
-    jetstream = importlib.import_module("nbnats.jetstream")
+    replay = importlib.import_module("nbnats.jetstream.replay").replay
+    jetstream = importlib.import_module("nbnats.jetstream.streams")
     srv, conn = private
     stream, n, stall = f"S{uid}", 100_000, 1.0
     add_stream(conn, stream, [f"{uid}.>"])
@@ -362,7 +362,7 @@ def test_kernel_interrupt_and_restart_leave_no_orphan(uid):
     km, kc = start_new_kernel(kernel_name="python3", env=env)
     try:
         out, reply = _execute(kc, f"%load_ext nbnats\nimport nbnats\nt = nbnats.tail('{uid}')\n"
-                                  "srv = nbnats.connection._embedded\nprint(srv.pid, srv.log_path.parent)")
+                                  "srv = nbnats.runtime.connection._embedded\nprint(srv.pid, srv.log_path.parent)")
         assert reply["status"] == "ok", out
         pid, run_dir = "".join(c["text"] for k, c in out if k == "stream").split()
         pid = int(pid)
@@ -381,10 +381,10 @@ def test_kernel_interrupt_and_restart_leave_no_orphan(uid):
         km.restart_kernel(now=False)                        # a graceful restart: atexit stops the server
         kc.wait_for_ready(timeout=30)
         wait_until(lambda: not _alive(pid), 10, "the old kernel's nats-server exiting")
-        from nbnats import procguard
+        from nbnats.runtime import procguard
         assert not (procguard.state_dir() / f"{pid}.json").exists() and not os.path.exists(run_dir)
         out, reply = _execute(kc, "import nbnats, threading; nbnats.publish('x', 'y'); "
-                                  "print(nbnats.connection._embedded.pid)")
+                                  "print(nbnats.runtime.connection._embedded.pid)")
         assert reply["status"] == "ok" and int(out[-1][1]["text"]) != pid
         print(f"\n[kernel] a blocking wait interrupted in {stopped:.2f} s; after a restart the old "
               f"server {pid} is gone and its pidfile reaped")

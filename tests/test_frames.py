@@ -3,7 +3,7 @@
 import orjson
 import pandas as pd
 
-from nbnats import frames
+from nbnats.data import frames
 
 
 def test_columns_and_types():

@@ -12,11 +12,11 @@ import pandas as pd
 import pytest
 
 import nbnats
-from nbnats import connection, loop, server
+from nbnats.runtime import connection, loop, server
 from nbnats.errors import InvalidName, InvalidSubject, JetStreamError, NatsError, NotFound, ValidationError
 
-js = importlib.import_module("nbnats.jetstream")
-units = importlib.import_module("nbnats.units")
+js = importlib.import_module("nbnats.jetstream.streams")
+units = importlib.import_module("nbnats.data.units")
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -39,7 +39,7 @@ def fill(uid: str, n: int, subject: str = "a", start: int = 0) -> None:
 
 
 def test_docstring_examples():
-    for name in ("nbnats.jetstream", "nbnats.replay", "nbnats.widgets.stream_view"):
+    for name in ("nbnats.jetstream.streams", "nbnats.jetstream.replay", "nbnats.engine.api", "nbnats.widgets.stream_view"):
         assert doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS).failed == 0, name
 
 
@@ -242,7 +242,7 @@ def test_jetstream_disabled_on_the_server(connected, uid):
         try:
             for call in (lambda: js.streams(connection=uid), lambda: js.add_stream("S", "s.>", connection=uid),
                          lambda: js.stream_info("S", connection=uid), lambda: js.consumers("S", connection=uid),
-                         lambda: importlib.import_module("nbnats.replay").replay("S", connection=uid)):
+                         lambda: importlib.import_module("nbnats.jetstream.replay").replay("S", connection=uid)):
                 with pytest.raises(JetStreamError, match="JetStream is not enabled on the server at .* — start"):
                     call()
         finally:

@@ -63,7 +63,7 @@ def test_fresh_notebook_first_line_tail_and_kill9_leaves_no_server(kernel, uid):
                for kind, c in outputs), outputs
 
     outputs, _ = _execute(kc, "import nbnats; print(nbnats.status()['url']); "
-                              "print(nbnats.connection._embedded.pid)")
+                              "print(nbnats.runtime.connection._embedded.pid)")
     text = "".join(c["text"] for kind, c in outputs if kind == "stream")
     url, server_pid = text.split()[0], int(text.split()[1])
     assert _alive(server_pid)
@@ -96,7 +96,7 @@ def test_fresh_notebook_first_line_tail_and_kill9_leaves_no_server(kernel, uid):
 def test_interrupt_does_not_kill_the_server(kernel, uid):
     km, kc = kernel
     _execute(kc, "%load_ext nbnats\nimport nbnats\nt = nbnats.tail('x')")
-    outputs, _ = _execute(kc, "print(nbnats.connection._embedded.pid)")
+    outputs, _ = _execute(kc, "print(nbnats.runtime.connection._embedded.pid)")
     pid = int("".join(c["text"] for k, c in outputs if k == "stream").strip())
     kc.execute("import time; time.sleep(30)")
     time.sleep(1)

@@ -12,10 +12,10 @@ import pandas as pd
 import pytest
 
 import nbnats
-from nbnats import loop
+from nbnats.runtime import loop
 from nbnats.errors import (Conflict, InvalidKey, InvalidName, JetStreamError, KeyDeleted, NatsError, NotFound,
                            PayloadTooLarge, ValidationError)
-from nbnats.kv import KV, Entry, KVWatch, buckets, delete_bucket, kv as open_kv
+from nbnats.kv.bucket import KV, Entry, KVWatch, buckets, delete_bucket, kv as open_kv
 
 
 @pytest.fixture
@@ -33,7 +33,7 @@ def messages(bucket: KV) -> int:
 
 
 def test_doctest_examples():
-    for name in ("nbnats.kv", "nbnats.objects", "nbnats.widgets.kv_editor"):
+    for name in ("nbnats.kv.bucket", "nbnats.objects", "nbnats.widgets.kv_editor"):
         result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS)
         assert result.failed == 0, name
 
@@ -230,7 +230,7 @@ def test_a_removed_bucket_and_a_server_without_jetstream(connected, uid):
     for call in (lambda: b.put("k", 2), lambda: b.get("k"), lambda: b.keys(), lambda: b.update("k", 3, last=1)):
         with pytest.raises(NotFound, match=f"KV bucket 'gone_{uid}' does not exist"):
             call()
-    from nbnats import server
+    from nbnats.runtime import server
     with server.start(jetstream=False) as plain:
         nbnats.connect(plain.url, name="nojs")
         nbnats.use("default")

@@ -9,9 +9,9 @@ import time
 import pytest
 
 import nbnats
-from nbnats import loop
+from nbnats.runtime import loop
 from nbnats.errors import KeyDeleted, NatsError, NotFound
-from nbnats.kv import delete_bucket, kv as open_kv
+from nbnats.kv.bucket import delete_bucket, kv as open_kv
 from nbnats.widgets.kv_editor import KVEditor, KVWatchView, from_text, natural_key
 
 

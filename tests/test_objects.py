@@ -155,7 +155,7 @@ def test_missing_chunks_are_reported(ob):
     async def purge_chunks():
         await conn.js.purge_stream(ob.stream, subject=f"$O.{ob.bucket}.C.{nuid}")
 
-    from nbnats import loop
+    from nbnats.runtime import loop
     loop.run(purge_chunks(), 10, "purging chunks")
     with pytest.raises(JetStreamError, match="chunks of object 'broken' are missing"):
         ob.get("broken")

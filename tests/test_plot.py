@@ -9,7 +9,9 @@ import plotly.graph_objects as go
 import pytest
 
 import nbnats
-from nbnats import bench_tools, loop, plot, schema
+from nbnats.schema import registry
+from nbnats import measure, plot, schema
+from nbnats.runtime import loop
 from nbnats.errors import NatsError, NoResponders, NotFound
 
 pytestmark = pytest.mark.timeout(60)
@@ -90,7 +92,7 @@ def test_sizes(connected, uid):
 
 
 def test_latency_from_ping(connected, uid):
-    df = nbnats.bench_tools.ping(count=30)
+    df = nbnats.measure.ping(count=30)
     assert len(df) == 30 and df["error"].isna().all()
     assert (df["latency_ms"] > 0).all() and df["latency_ms"].max() < 1000
     fig = plot.latency(df)
@@ -100,16 +102,16 @@ def test_latency_from_ping(connected, uid):
 
     svc = nbnats.serve(f"{uid}.echo", lambda m: m.data)
     try:
-        served = bench_tools.ping(f"{uid}.echo", count=5, data={"q": 1})
+        served = measure.ping(f"{uid}.echo", count=5, data={"q": 1})
     finally:
         svc.stop()
     assert served["latency_ms"].notna().all() and svc.handled == 5
     assert plot.latency([0.1, 0.2, None]).data[0].x.tolist() == [0.1, 0.2]
 
     with pytest.raises(NoResponders, match=f"no service is listening on '{uid}.nobody'"):
-        bench_tools.ping(f"{uid}.nobody", count=3)
+        measure.ping(f"{uid}.nobody", count=3)
     with pytest.raises(NatsError, match="count must be a positive number"):
-        bench_tools.ping(count=0)
+        measure.ping(count=0)
     with pytest.raises(NatsError, match="no 'latency_ms' column"):
         plot.latency(df.drop(columns="latency_ms"))
 
@@ -119,7 +121,7 @@ def test_stream_fill(connected, uid):
     conn = nbnats.current()
     loop.run(conn.js.add_stream(name=stream, subjects=[f"{uid}.fill.>"], max_msgs=1000), 5, "adding a stream")
     try:
-        fill = bench_tools.watch_stream(stream, every=0.2)
+        fill = measure.watch_stream(stream, every=0.2)
         for i in range(8):
             nbnats.publish(f"{uid}.fill.x", {"i": i, "pad": "y" * 10}, js=True)
         fill.sample()
@@ -134,7 +136,7 @@ def test_stream_fill(connected, uid):
         assert fig.data[1].y[-1] == df["bytes"].iloc[-1] > 0
 
         replay = getattr(nbnats, "replay", None)      # nbnats.replay once exported; the same frame
-        frame = replay(stream) if callable(replay) else schema._stream_frame(stream)
+        frame = replay(stream) if callable(replay) else registry._stream_frame(stream)
         from_frame = plot.stream_fill(frame, max_bytes=10_000)
         assert list(from_frame.data[0].y) == list(range(1, 9))
         assert from_frame.data[1].y[-1] == frame["size"].sum()
@@ -142,7 +144,7 @@ def test_stream_fill(connected, uid):
     finally:
         loop.run(conn.js.delete_stream(stream), 5, "deleting a stream")
     with pytest.raises(NotFound, match="stream 'NOPE_" ):
-        bench_tools.watch_stream(f"NOPE_{uid}")
+        measure.watch_stream(f"NOPE_{uid}")
 
 
 def test_plot_bad_input(connected, uid):

@@ -14,12 +14,12 @@ import pandas as pd
 import pytest
 
 import nbnats
-from nbnats import connection, loop
+from nbnats.runtime import connection, loop
 from nbnats.errors import InvalidName, InvalidSubject, NatsError, NotFound, ValidationError
-from nbnats.replay import ReplayWarning, replay
+from nbnats.jetstream.replay import ReplayWarning, replay
 
-js = importlib.import_module("nbnats.jetstream")
-rp = importlib.import_module("nbnats.replay")
+js = importlib.import_module("nbnats.jetstream.streams")
+rp = importlib.import_module("nbnats.jetstream.replay")
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -47,7 +47,7 @@ def bulk(subject_of, n: int, payload=lambda i: {"i": i}) -> None:
 
     async def send():
         for i in range(n):
-            await conn.nc.publish(subject_of(i), nbnats.payload.encode(payload(i)))
+            await conn.nc.publish(subject_of(i), nbnats.data.payload.encode(payload(i)))
         await conn.nc.flush(10)
 
     loop.run(send(), 30, "publishing")
@@ -289,7 +289,7 @@ def test_packed_payloads_read_like_a_list():
     p.finish()
     assert list(p) == [b'{"a": 1}', b"", b"two\nlines"] and p[2] == b"two\nlines" and len(p) == 3
     assert p.sizes.tolist() == [8, 0, 9] and list(p.select(np.array([True, False, True]))) == [b'{"a": 1}', b"two\nlines"]
-    df = nbnats.frames.build(["s"] * 3, [0, 1, 2], p)          # the frame builder reads it as payloads
+    df = nbnats.data.frames.build(["s"] * 3, [0, 1, 2], p)          # the frame builder reads it as payloads
     assert df["a"].tolist()[0] == 1 and df["data"].tolist()[1:] == ["", "two\nlines"]
     assert rp._rfc_ns("2026-01-01T00:00:00.000000007Z", {}) == 1767225600000000007
 

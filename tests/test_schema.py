@@ -9,7 +9,9 @@ import pandas as pd
 import pytest
 
 import nbnats
-from nbnats import loop, schema
+from nbnats.schema import registry
+from nbnats.runtime import loop
+from nbnats import schema
 from nbnats.errors import InvalidSubject, NatsError, NotFound, SchemaError
 
 pytestmark = pytest.mark.timeout(60)
@@ -262,7 +264,7 @@ def test_check_on_a_replayed_frame(connected, uid, patterns):
         patterns.append(f"{uid}.ck.order")
         schema.register(f"{uid}.ck.order", ORDER)
         replay = getattr(nbnats, "replay", None)      # nbnats.replay once exported; the same frame
-        frame = replay(stream) if callable(replay) else schema._stream_frame(stream)
+        frame = replay(stream) if callable(replay) else registry._stream_frame(stream)
         assert len(frame) == 6
         bad = schema.check(frame)
         assert bad.index.tolist() == [1, 2, 3]
@@ -370,8 +372,8 @@ def test_values_written_by_hand_into_the_bucket(connected, uid, patterns):
 
     async def write():
         kv = await nbnats.current().js.key_value(schema.BUCKET)
-        await kv.put(schema._key(junk), b"not json at all")
-        await kv.put(schema._key(unusable), orjson.dumps({"pattern": unusable, "schema": {"type": "objekt"}}))
+        await kv.put(registry._key(junk), b"not json at all")
+        await kv.put(registry._key(unusable), orjson.dumps({"pattern": unusable, "schema": {"type": "objekt"}}))
 
     loop.run(write(), 5, "writing by hand")
     assert junk not in schema.ls()["pattern"].tolist()

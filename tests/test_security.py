@@ -16,7 +16,7 @@ import psutil
 import pytest
 
 import nbnats
-from nbnats import connection, loop, server
+from nbnats.runtime import connection, loop, server
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -112,11 +112,11 @@ def test_secrets_never_reach_a_saved_notebook(tmp_path, uid):
         "nbnats.connect(srv.url, user=user, password=pw + 'x', name='bad2')",
         "%xmode Verbose",
         "nbnats.connect(srv.url, user=user, password=pw, timeout='soon')",
-        "import nbnats.connection as c\nc._settings",
+        "import nbnats.runtime.connection as c\nc._settings",
         "tok = nbnats.server.start(auth='token'); secret2 = tok.auth.token\n"
         "nbnats.connect(tok.url, token=secret2, name='tok'); nbnats.status('tok')",
         "%nats server start --auth token",
-        "open('secrets.txt', 'w').write('\\n'.join([pw, secret2, nbnats.session._server.auth.token]))\n"
+        "open('secrets.txt', 'w').write('\\n'.join([pw, secret2, nbnats.runtime.session._server.auth.token]))\n"
         "nbnats.stop_server(); srv.stop(); tok.stop()",
     ]
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])

@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run from a checkout without `pip install -e .`
     sys.path.insert(0, str(ROOT))
 
-from nbnats import procguard, server  # noqa: E402
+from nbnats.runtime import procguard, server  # noqa: E402
 from nbnats.errors import ServerError  # noqa: E402
 
 

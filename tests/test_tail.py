@@ -8,7 +8,7 @@ import time
 import pytest
 
 import nbnats
-from nbnats import loop
+from nbnats.runtime import loop
 
 
 def _publish_from_another_process(url, subject, n, size=100):

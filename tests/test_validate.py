@@ -2,7 +2,7 @@
 
 import pytest
 
-from nbnats import validate
+from nbnats.data import validate
 from nbnats.errors import InvalidHeader, InvalidKey, InvalidName, InvalidSubject, PayloadTooLarge
 
 # (subject, ok to subscribe, ok to publish) — mirrors nats-server's IsValidSubject / IsValidPublishSubject

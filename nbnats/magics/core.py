@@ -13,9 +13,9 @@ import pandas as pd
 from IPython.display import display
 
 import nbnats
-from nbnats import units
-from ..errors import NatsError
-from .registry import arg, group, verb
+from nbnats.data import units
+from nbnats.errors import NatsError
+from nbnats.magics.registry import arg, group, verb
 
 
 def duration(text: str) -> float:

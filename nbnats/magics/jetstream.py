@@ -6,12 +6,12 @@
 
 from __future__ import annotations
 
-from nbnats import jetstream as js
-from nbnats import units
-from nbnats.replay import replay
+from nbnats.jetstream import streams as js
+from nbnats.data import units
+from nbnats.jetstream.replay import replay
 from nbnats.widgets import stream_view
 
-from .registry import arg, group, verb
+from nbnats.magics.registry import arg, group, verb
 
 group("stream", "JetStream streams: ls, add, info, edit, rm, purge, get, view")
 group("consumer", "JetStream consumers: ls, add, info, next, rm")

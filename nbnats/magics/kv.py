@@ -11,10 +11,10 @@ import pandas as pd
 from IPython.display import display
 
 from nbnats.errors import NatsError
-from nbnats.kv import buckets, delete_bucket, kv as open_kv
+from nbnats.kv.bucket import buckets, delete_bucket, kv as open_kv
 
-from .core import body_from, duration
-from .registry import arg, group, verb
+from nbnats.magics.core import body_from, duration
+from nbnats.magics.registry import arg, group, verb
 
 group("kv", "key-value buckets: ls, add, rm, put, get, del, purge, history, watch, edit, dump")
 

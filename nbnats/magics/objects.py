@@ -15,8 +15,8 @@ import pandas as pd
 from nbnats.errors import NatsError, NotFound
 from nbnats.objects import delete_object_store, is_parquet, object_stores, objects, read_frame
 
-from .core import duration
-from .registry import arg, group, verb
+from nbnats.magics.core import duration
+from nbnats.magics.registry import arg, group, verb
 
 group("obj", "the object store: ls, add, rm, put, get, info")
 

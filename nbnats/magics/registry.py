@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import NatsError
+from nbnats.errors import NatsError
 
 
 class MagicUsageError(NatsError):

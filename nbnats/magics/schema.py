@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from .. import schema as _schema
-from ..errors import NatsError, NotFound
-from ..tail import get as _tail_by_id
-from .registry import arg, group, verb
+from nbnats import schema as _schema
+from nbnats.errors import NatsError, NotFound
+from nbnats.tail import get as _tail_by_id
+from nbnats.magics.registry import arg, group, verb
 
 group("schema", "event schemas: infer from messages, register on the server, check frames")
 

@@ -24,11 +24,12 @@ from typing import Any
 import ipywidgets as w
 import orjson
 
-from .. import loop, validate
-from ..errors import Conflict, NatsError, ValidationError
-from ..kv import KV, Entry, ack_meta, operation, preview
-from ..kv import guarded
-from .tail_view import ROWS_SHOWN, TailView, _rate_points, sparkline, state_html
+from nbnats.runtime import loop
+from nbnats.data import validate
+from nbnats.errors import Conflict, NatsError, ValidationError
+from nbnats.kv.bucket import KV, Entry, ack_meta, operation, preview
+from nbnats.kv.bucket import guarded
+from nbnats.widgets.tail_view import ROWS_SHOWN, TailView, _rate_points, sparkline, state_html
 
 REFRESH = 0.1       # seconds: the ≤ 10 Hz redraw cap
 MAX_TEXT = 1_000_000
@@ -631,5 +632,5 @@ class KVWatchView(TailView):
 def _value_preview(data: bytes, headers: dict | None) -> str:
     if operation(headers) != "PUT":
         return ""
-    from ..kv import decode_value
+    from nbnats.kv.bucket import decode_value
     return preview(decode_value(data), 100)

@@ -16,10 +16,11 @@ from html import escape
 import ipywidgets as w
 import pandas as pd
 
-from .. import jetstream, loop
-from ..connection import current
-from ..errors import NatsError
-from ..replay import ReplayWarning, replay
+from nbnats.jetstream import streams as jetstream
+from nbnats.runtime import loop
+from nbnats.runtime.connection import current
+from nbnats.errors import NatsError
+from nbnats.jetstream.replay import ReplayWarning, replay
 
 LIVE_EVERY = 2.0     # seconds between "new messages" checks
 PREVIEW = 80

@@ -14,7 +14,8 @@ from html import escape
 
 import ipywidgets as w
 
-from .. import codecs, loop, validate
+from nbnats.data import codecs, validate
+from nbnats.runtime import loop
 
 REFRESH = 0.1       # seconds: the ≤ 10 Hz redraw cap
 ROWS_SHOWN = 15

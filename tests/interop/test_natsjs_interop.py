@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 
 from nbnats.errors import KeyDeleted, NatsError
-from nbnats.kv import delete_bucket, kv as open_kv
+from nbnats.kv.bucket import delete_bucket, kv as open_kv
 from nbnats.objects import delete_object_store, objects
 
 HERE = Path(__file__).parent

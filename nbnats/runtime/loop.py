@@ -18,7 +18,7 @@ import threading
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
-from .errors import LoopThreadError, NatsError, Timeout
+from nbnats.errors import LoopThreadError, NatsError, Timeout
 
 T = TypeVar("T")
 

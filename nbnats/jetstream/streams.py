@@ -25,11 +25,12 @@ import nats.js.api
 import orjson
 import pandas as pd
 
-from . import frames, loop, validate
-from .connection import Connection, current
-from .errors import JetStreamError, NatsError, NotConnected, NotFound, Timeout, ValidationError
-from .payload import Message
-from .units import count, human_bytes, human_count, human_duration, nanos, parse_time, rfc3339, size, to_ns
+from nbnats.data import frames, validate
+from nbnats.runtime import loop
+from nbnats.runtime.connection import Connection, current
+from nbnats.errors import JetStreamError, NatsError, NotConnected, NotFound, Timeout, ValidationError
+from nbnats.data.payload import Message
+from nbnats.data.units import count, human_bytes, human_count, human_duration, nanos, parse_time, rfc3339, size, to_ns
 
 RETENTION = ("limits", "interest", "workqueue")
 STORAGE = ("file", "memory")

@@ -7,7 +7,7 @@ and ``nbnats.plot.stream_fill`` draw them.
 >>> df = nbnats.ping(count=200)                       # doctest: +SKIP
 >>> df["latency_ms"].median()                         # doctest: +SKIP
 0.09
->>> fill = nbnats.bench_tools.watch_stream("ORDERS")  # doctest: +SKIP
+>>> fill = nbnats.measure.watch_stream("ORDERS")  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -19,10 +19,11 @@ from typing import Any
 
 import pandas as pd
 
-from . import loop, validate
-from .connection import Connection, current
-from .errors import NatsError, NoResponders, NotFound
-from .payload import encode
+from nbnats.runtime import loop
+from nbnats.data import validate
+from nbnats.runtime.connection import Connection, current
+from nbnats.errors import NatsError, NoResponders, NotFound
+from nbnats.data.payload import encode
 
 
 def ping(subject: str | None = None, count: int = 100, size: int = 16, data: Any = None,
@@ -159,7 +160,7 @@ class StreamFill:
 
     def plot(self):
         """The fill over time (``nbnats.plot.stream_fill``)."""
-        from . import plot
+        from nbnats import plot
         return plot.stream_fill(self)
 
     # connection events
@@ -181,7 +182,7 @@ def watch_stream(stream: str, every: float = 1.0, limit: int = 3600,
                  connection: str | None = None) -> StreamFill:
     """Sample a stream's message and byte counts every ``every`` seconds, in the background.
 
-    >>> fill = nbnats.bench_tools.watch_stream("ORDERS", every=0.5)   # doctest: +SKIP
+    >>> fill = nbnats.measure.watch_stream("ORDERS", every=0.5)   # doctest: +SKIP
     >>> fill.plot()                                                    # doctest: +SKIP
     >>> fill.stop()                                                    # doctest: +SKIP
     """

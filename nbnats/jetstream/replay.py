@@ -40,9 +40,11 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from . import frames, jetstream, loop, validate
-from .connection import Connection, current
-from .errors import JetStreamError, NotConnected, NotFound, Timeout, ValidationError
+from nbnats.data import frames, validate
+from nbnats.jetstream import streams as jetstream
+from nbnats.runtime import loop
+from nbnats.runtime.connection import Connection, current
+from nbnats.errors import JetStreamError, NotConnected, NotFound, Timeout, ValidationError
 
 PULL = 16_384           # messages per pull request; at most two are outstanding
 PULL_BYTES = 8 << 20    # and at most this many bytes each
@@ -193,7 +195,7 @@ def replay(stream: str, subject: str | list[str] | None = None, since: Any = Non
                 fut.result()
                 break
             if bar is None and sink.total is not None:
-                from .progress import progress_bar
+                from nbnats.progress import progress_bar
                 bar = progress_bar(sink.total, f"replay {stream}", enabled=progress)
             if bar is not None and sink.count > shown:
                 bar.update(sink.count - shown)
@@ -205,7 +207,7 @@ def replay(stream: str, subject: str | list[str] | None = None, since: Any = Non
         raise
     finally:
         if bar is None and progress and sink.total:
-            from .progress import progress_bar
+            from nbnats.progress import progress_bar
             bar = progress_bar(sink.total, f"replay {stream}", enabled=progress)
         if bar is not None:
             bar.update(max(0, sink.count - shown))
@@ -290,12 +292,12 @@ class _Drops:
 async def _subscribe(conn: Connection, inbox: str, cb, limit: int, done: asyncio.Event):
     sub = await conn.nc.subscribe(inbox, cb=cb, pending_msgs_limit=limit, pending_bytes_limit=0)
     drops = _Drops(done)
-    conn.subscribers[sub._id] = drops
+    conn.watch_slow(sub, drops)
     return sub, drops
 
 
 async def _unsubscribe(conn: Connection, sub, drops: _Drops, plan: _Plan) -> None:
-    conn.subscribers.pop(sub._id, None)
+    conn.unwatch_slow(sub)
     try:
         await sub.unsubscribe()
     except Exception:       # the connection closed meanwhile: nothing left to unsubscribe

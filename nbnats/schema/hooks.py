@@ -16,7 +16,7 @@ _validators: list[Callable[[str, Any, bytes, Any], None]] = []
 def before_publish(subject: str, data: Any, payload: bytes, conn: Any = None) -> None:
     """Run every installed validator; each raises a SchemaError to refuse.
 
-    ``conn`` is the publishing :class:`~nbnats.connection.Connection` (schemas live on its server).
+    ``conn`` is the publishing :class:`~nbnats.runtime.connection.Connection` (schemas live on its server).
     """
     for check in _validators:
         check(subject, data, payload, conn)

@@ -17,7 +17,7 @@ from typing import Any
 
 import pandas as pd
 
-from .errors import ValidationError
+from nbnats.errors import ValidationError
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ns|us|ms|s|m|h|d|w|y)")
 _UNITS = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import connection, messaging, server, tail
-from .services import stop_services
-from .errors import NatsError, NotFound
+from nbnats.runtime import connection, server
+from nbnats import messaging, tail
+from nbnats.services import stop_services
+from nbnats.errors import NatsError, NotFound
 
 _server = None
 

@@ -35,13 +35,14 @@ import orjson
 import pandas as pd
 from nats.js import api
 
-from . import frames, loop, validate
-from .connection import Connection, current
-from .errors import (Conflict, JetStreamError, KeyDeleted, NatsError, NotConnected, NotFound,
+from nbnats.data import frames, validate
+from nbnats.runtime import loop
+from nbnats.runtime.connection import Connection, current
+from nbnats.errors import (Conflict, JetStreamError, KeyDeleted, NatsError, NotConnected, NotFound,
                      PayloadTooLarge, Timeout, ValidationError)
-from .messaging import js_publish
-from .payload import encode
-from .tail import Tail, _tails, resume_after
+from nbnats.messaging import js_publish
+from nbnats.data.payload import encode
+from nbnats.tail import Tail, _tails, resume_after
 
 KV_OP = "KV-Operation"
 MARKER = "Nats-Marker-Reason"       # nats-server 2.11+ places these for TTL/limit expiries
@@ -709,7 +710,7 @@ class KV:
 
         >>> kv.editor()   # doctest: +SKIP
         """
-        from .widgets.kv_editor import KVEditor
+        from nbnats.widgets.kv_editor import KVEditor
         return KVEditor(self, page_size=page_size)
 
     # -- the bucket itself
@@ -952,7 +953,7 @@ class KVWatch(Tail):
     def widget(self):
         """The live table: each key's newest value (or every change), pause, filter, stop."""
         if self._widget is None:
-            from .widgets.kv_editor import KVWatchView
+            from nbnats.widgets.kv_editor import KVWatchView
             self._widget = KVWatchView(self)
         return self._widget
 
@@ -982,7 +983,7 @@ def _start_watch(kv: KV, key: str, updates_only: bool, history: bool, limit: int
             w.caught_up = True
 
     loop.run(guarded(start(), f"watching {kv.bucket}/{key}", conn), WAIT + 2, f"watching {kv.bucket}/{key}")
-    conn.subscribers[w._sub._id] = w
+    conn.watch_slow(w._sub, w)
     conn.listeners.append(w)
     loop.call_soon(w._sample)
     _tails[w.id] = w

@@ -25,8 +25,8 @@ from typing import Any
 import nats
 from nats.aio.client import Client
 
-from . import loop
-from .errors import ConnectError, NatsError, NotConnected
+from nbnats.runtime import loop
+from nbnats.errors import ConnectError, NatsError, NotConnected
 
 log = logging.getLogger("nbnats")
 
@@ -53,7 +53,7 @@ class Connection:
         self.nc = nc
         self.url = url
         self.server = server
-        self.subscribers: dict[int, Any] = {}   # sid → tail or service, for slow-consumer counts
+        self._slow_owners: dict[int, tuple[Any, Any]] = {}   # id(subscription) → (subscription, owner)
         self.listeners: list[Any] = []          # objects told about disconnects/reconnects
         self.disconnected_at: float | None = None
 
@@ -76,11 +76,19 @@ class Connection:
         state = "connected" if self.nc.is_connected else ("closed" if self.nc.is_closed else "reconnecting")
         return f"<nbnats.Connection {self.name!r} {self.url} {state}>"
 
+    def watch_slow(self, sub, owner) -> None:
+        """Tell ``owner._slow_consumer()`` about every message the client drops from ``sub`` (loop thread)."""
+        self._slow_owners[id(sub)] = (sub, owner)
+
+    def unwatch_slow(self, sub) -> None:
+        """Stop telling anyone about ``sub``'s drops."""
+        self._slow_owners.pop(id(sub), None)
+
     # nats-py callbacks, run on the loop thread
     async def _on_error(self, exc: Exception) -> None:
         if isinstance(exc, nats.errors.SlowConsumerError):
-            owner = self.subscribers.get(exc.sid)
-            if owner is not None and hasattr(owner, "_slow_consumer"):
+            sub, owner = self._slow_owners.get(id(exc.sub), (None, None))
+            if sub is exc.sub and hasattr(owner, "_slow_consumer"):
                 owner._slow_consumer()
                 return
         log.debug("nats error on %s: %r", self.name, exc)
@@ -267,7 +275,7 @@ def _establish(name: str, opts: dict[str, Any], timeout: float) -> Connection:
     server = None
     if not url:
         if _embedded is None or not _embedded.running:
-            from . import server as server_mod
+            from nbnats.runtime import server as server_mod
             _embedded = server_mod.start()
         server, url = _embedded, _embedded.url
         if getattr(_embedded, "auth", None):
@@ -358,12 +366,17 @@ def _close(conn: Connection, timeout: float) -> None:
                     conn.nc._pending, conn.nc._pending_data_size = [], 0
                 await conn.nc.close()
 
-    try:
-        loop.run(shut(), timeout + 2, f"closing the connection to {conn.url}")
-    finally:
+    def tell_closed() -> None:       # on the loop thread: listeners cancel their timers and tasks there
         for listener in list(conn.listeners):
             listener._closed()
         conn.listeners.clear()
+
+    try:
+        loop.run(shut(), timeout + 2, f"closing the connection to {conn.url}")
+    finally:
+        done = threading.Event()
+        loop.call_soon(lambda: (tell_closed(), done.set()))
+        done.wait(5)
 
 
 def close(name: str | None = None, timeout: float = 5.0) -> None:

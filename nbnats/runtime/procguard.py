@@ -38,7 +38,7 @@ import time
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
-from .errors import ServerError
+from nbnats.errors import ServerError
 
 __all__ = ["spawn", "terminate", "terminate_all", "register", "unregister", "reap_stale", "state_dir", "pid_alive"]
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 
-from .errors import InvalidHeader, InvalidKey, InvalidName, InvalidSubject, PayloadTooLarge
+from nbnats.errors import InvalidHeader, InvalidKey, InvalidName, InvalidSubject, PayloadTooLarge
 
 _WHITESPACE = set(" \t\n\r\f\v")   # \v too: nats-py cannot parse a MSG line holding it
 _NAME_FORBIDDEN = set(".*>/\\") | _WHITESPACE

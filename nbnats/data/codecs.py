@@ -31,8 +31,8 @@ import msgpack
 import orjson
 import pandas as pd
 
-from . import frames, payload, validate
-from .errors import CodecError
+from nbnats.data import frames, payload, validate
+from nbnats.errors import CodecError
 
 
 class Codec:

@@ -39,10 +39,12 @@ import numpy as np
 import orjson
 import pandas as pd
 
-from . import codecs, frames, loop, schema_hooks
-from . import validate as rules
-from .connection import Connection, current
-from .errors import JetStreamError, NatsError, NotFound, SchemaError
+from nbnats.data import codecs, frames
+from nbnats.runtime import loop
+from nbnats.schema import hooks as schema_hooks
+from nbnats.data import validate as rules
+from nbnats.runtime.connection import Connection, current
+from nbnats.errors import JetStreamError, NatsError, NotFound, SchemaError
 
 log = logging.getLogger("nbnats")
 

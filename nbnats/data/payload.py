@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from .errors import CodecError
+from nbnats.errors import CodecError
 
 # Set by nbnats.codecs.use() while a subject pattern has a codec: (subject, data) -> bytes,
 # or None for the default below. Unset, publishing pays one `is None` check.

@@ -1,0 +1,1 @@
+"""The data layer: payload codecs, frames, units, the server's naming rules."""
