@@ -42,7 +42,6 @@ from nbnats.errors import (Conflict, JetStreamError, KeyDeleted, NatsError, NotC
                      PayloadTooLarge, Timeout, ValidationError)
 from nbnats.messaging import js_publish
 from nbnats.data.payload import encode
-from nbnats.tail import Tail, _tails, resume_after
 
 KV_OP = "KV-Operation"
 MARKER = "Nats-Marker-Reason"       # nats-server 2.11+ places these for TTL/limit expiries
@@ -692,7 +691,7 @@ class KV:
         return kv_frame(rows)
 
     def watch(self, key: str = ">", updates_only: bool = False, history: bool = False,
-              limit: int = 10_000, count: int | None = None) -> KVWatch:
+              limit: int = 10_000, count: int | None = None) -> "KVWatch":
         """Follow changes live in the background: ``w.df`` (a KV frame), ``w.latest()``, ``w.widget``.
 
         It starts with each key's current value (``history=True``: every kept
@@ -703,7 +702,8 @@ class KV:
         >>> w.latest()               # doctest: +SKIP
         >>> w.stop()                 # doctest: +SKIP
         """
-        return _start_watch(self, key, updates_only, history, limit, count)
+        from nbnats.kv.watch import start_watch
+        return start_watch(self, key, updates_only, history, limit, count)
 
     def editor(self, page_size: int = 50):
         """The interactive editor (ipywidgets): keys, values, edit, add, delete, history, revert.
@@ -889,105 +889,4 @@ def delete_bucket(bucket: str, connection: str | None = None) -> None:
     loop.run(guarded(go(), f"removing KV bucket {bucket!r}", conn), WAIT + 2, f"removing KV bucket {bucket!r}")
 
 
-# -- watches: a Tail whose rows are KV revisions --------------------------------
-class KVWatch(Tail):
-    """A live watch of a bucket (see :meth:`KV.watch`); listed by ``%nats tails``.
-
-    ``df`` the KV frame of the changes received (newest last); ``latest()``
-    the current value of each key seen; ``widget`` the live table;
-    ``caught_up`` True once the initial values have arrived; ``stop()``.
-    """
-
-    def __init__(self, kv: KV, conn: Connection, key: str, limit: int, count: int | None):
-        super().__init__(conn, kv.prefix + key, None, limit, count, kv.stream)
-        self.kv = kv
-        self.key = key
-        self.caught_up = False
-
-    async def _on_kv_msg(self, msg) -> None:
-        if self.max_count is not None and self.count >= self.max_count:
-            return
-        seq, ts, pending = ack_meta(msg.reply)
-        if seq is not None and self._last_seq is not None and seq <= self._last_seq:
-            return                       # redelivered after an ordered-consumer reset
-        self._last_seq = seq
-        if len(self._ring) == self.limit:
-            self.overflow += 1
-        self._ring.append(msg.subject[len(self.kv.prefix):], ts or time.time_ns(), seq, msg.data, msg.headers)
-        self.count += 1
-        if pending == 0:
-            self.caught_up = True
-        if self.max_count is not None and self.count >= self.max_count:
-            self._finish()
-
-    @property
-    def df(self) -> pd.DataFrame:
-        """The changes received as a KV frame (key, value, revision, created, operation …)."""
-        return kv_frame((k, seq, ts, data, h) for k, ts, seq, data, h in self.records())
-
-    def latest(self, deleted: bool = False) -> pd.DataFrame:
-        """The newest revision of each key seen, sorted by key (deleted keys left out unless asked).
-
-        >>> w.latest()[["key", "value"]]   # doctest: +SKIP
-        """
-        newest: dict[str, tuple] = {}
-        for k, ts, seq, data, h in self.records():
-            newest[k] = (k, seq, ts, data, h)
-        rows = [r for _, r in sorted(newest.items()) if deleted or operation(r[4]) == "PUT"]
-        return kv_frame(rows)
-
-    def wait_caught_up(self, timeout: float = 10.0) -> KVWatch:
-        """Block until the initial values have arrived.
-
-        >>> kv.watch().wait_caught_up()   # doctest: +SKIP
-        """
-        deadline = time.monotonic() + timeout
-        while not self.caught_up:
-            if time.monotonic() > deadline:
-                raise Timeout(f"watch {self.id} on bucket {self.kv.bucket!r} did not catch up within {timeout:g} s",
-                              "wait longer")
-            time.sleep(0.01)
-        return self
-
-    @property
-    def widget(self):
-        """The live table: each key's newest value (or every change), pause, filter, stop."""
-        if self._widget is None:
-            from nbnats.widgets.kv_editor import KVWatchView
-            self._widget = KVWatchView(self)
-        return self._widget
-
-    def __repr__(self) -> str:
-        state = "running" if self.running else "stopped"
-        return (f"<KVWatch {self.id} {self.kv.bucket}/{self.key} {state}: {self.count:,} changes, "
-                f"{len(self._ring):,} kept>")
-
-
-def _start_watch(kv: KV, key: str, updates_only: bool, history: bool, limit: int,
-                 count: int | None) -> KVWatch:
-    validate.key(key, pattern=True)
-    if not isinstance(limit, int) or limit < 1:
-        raise ValidationError(f"limit must be a positive number of rows, not {limit!r}", "pass e.g. limit=10_000")
-    conn = kv.conn
-    w = KVWatch(kv, conn, key, limit, count)
-    policy = (api.DeliverPolicy.NEW if updates_only else
-              api.DeliverPolicy.ALL if history else api.DeliverPolicy.LAST_PER_SUBJECT)
-
-    async def start():
-        w._sub = await conn.js.subscribe(w.subject, stream=kv.stream, cb=w._on_kv_msg, ordered_consumer=True,
-                                         deliver_policy=policy, idle_heartbeat=2.0)
-        if updates_only:
-            resume_after(w._sub, (await conn.js.stream_info(kv.stream)).state.last_seq)
-        info = await w._sub.consumer_info()
-        if updates_only or (info.num_pending == 0 and not (info.delivered and info.delivered.consumer_seq)):
-            w.caught_up = True
-
-    loop.run(guarded(start(), f"watching {kv.bucket}/{key}", conn), WAIT + 2, f"watching {kv.bucket}/{key}")
-    conn.watch_slow(w._sub, w)
-    conn.listeners.append(w)
-    loop.call_soon(w._sample)
-    _tails[w.id] = w
-    return w
-
-
-__all__ = ["KV", "Entry", "KVWatch", "kv", "buckets", "delete_bucket", "decode_value", "kv_frame", "scan"]
+__all__ = ["KV", "Entry", "kv", "buckets", "delete_bucket", "decode_value", "kv_frame", "scan"]
