@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from IPython.core.magic import Magics, line_cell_magic, magics_class
 
-from nbnats.magics import core  # noqa: F401  (registers the core verbs)
+from nbnats.magics import core, server  # noqa: F401  (registers the core and server verbs)
 from nbnats.magics.registry import VERBS, Context, HelpShown, MagicUsageError, help_text, parse
 
 for _module in ("jetstream", "kv", "objects", "schema"):

@@ -1,0 +1,31 @@
+"""``%nats server …`` verbs: start, stop and inspect the bundled nats-server.
+
+>>> %nats server start --cluster 3   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import nbnats
+from nbnats.magics.registry import arg, group, verb
+
+group("server", "the bundled nats-server: start, stop, info")
+
+
+@verb("server start", "start the bundled nats-server and connect to it",
+      arg("--port", type=int, default=None), arg("--no-jetstream", action="store_true"),
+      arg("--cluster", type=int, default=1, help="nodes in a local cluster (e.g. 3)"),
+      arg("--store", default=None, help="JetStream store directory (default: a temporary one)"),
+      arg("--auth", choices=["token", "user"], default=None, help="generate credentials"))
+def _server_start(a, ctx):
+    return nbnats.start_server(port=a.port, jetstream=not a.no_jetstream, cluster=a.cluster,
+                               store=a.store, auth=a.auth)
+
+
+@verb("server stop", "stop the server started by %nats server start")
+def _server_stop(a, ctx):
+    nbnats.stop_server()
+
+
+@verb("server info", "varz and jsz figures of the bundled server")
+def _server_info(a, ctx):
+    return nbnats.server_info()
