@@ -18,13 +18,14 @@ from typing import Any, NamedTuple
 import nats.errors
 import orjson
 
-from nbnats.data import frames, validate
-from nbnats.runtime import loop
-from nbnats.schema import hooks as schema_hooks
+from nbnats.data import frames, units, validate
 from nbnats.data import payload as payload_mod
-from nbnats.runtime.connection import Connection, current
-from nbnats.errors import JetStreamError, NatsError, NoResponders, NotConnected, NotFound, Timeout
 from nbnats.data.payload import Message, encode
+from nbnats.engine import publish as engine_publish
+from nbnats.errors import NatsError, NoResponders, NotConnected, Timeout
+from nbnats.runtime import connection, loop
+from nbnats.runtime.connection import Connection, current
+from nbnats.schema import hooks as schema_hooks
 
 
 class PubAck(NamedTuple):
@@ -39,9 +40,16 @@ def _prepare(conn: Connection, subject: str, data: Any, headers: dict | None) ->
     validate.subject(subject, publish=True)
     hdrs = validate.headers(headers)
     payload = encode(data, subject)
-    validate.payload_size(len(payload), conn.max_payload, subject)
+    validate.payload_size(len(payload), conn.max_payload, subject, hdrs)
     schema_hooks.before_publish(subject, data, payload, conn)
     return payload, hdrs
+
+
+def _timeout(value: Any) -> float:
+    seconds = units.seconds(value, "timeout")
+    if not seconds:
+        raise NatsError(f"timeout {value!r} is not a positive duration", "pass e.g. timeout=2 or timeout='500ms'")
+    return seconds
 
 
 def _not_connected(conn: Connection) -> NotConnected:
@@ -51,55 +59,13 @@ def _not_connected(conn: Connection) -> NotConnected:
 
 async def _flush(conn: Connection, timeout: float) -> None:
     try:
-        await conn.nc.flush(timeout)
-    except (nats.errors.TimeoutError, asyncio.TimeoutError):
-        if conn.nc.is_reconnecting:
-            raise NotConnected(f"the server at {conn.url} went away; the message is buffered and "
-                               "will be sent when the client reconnects",
-                               "restart the server, or %nats connect to another one") from None
-        raise Timeout(f"the server at {conn.url} did not confirm the publish within {timeout:g} s",
-                      "check the connection with %nats status") from None
-    except nats.errors.ConnectionClosedError:
-        raise _not_connected(conn) from None
-
-
-async def js_publish(conn: Connection, subject: str, payload: bytes, timeout: float, hdrs: dict | None):
-    """``js.publish`` that rides out a failover within ``timeout``.
-
-    A stream electing a leader answers nothing (a 503), like no stream at all:
-    if a stream stores ``subject``, wait and resend (nats.go does so too). With
-    a ``Nats-Msg-Id`` an unanswered publish is resent as well, as the stream
-    drops the duplicate; without one a lost ack stays a Timeout, since
-    resending could store the message twice.
-    """
-    clock = asyncio.get_running_loop().time
-    deadline = clock() + timeout
-    dedup = bool(hdrs and "Nats-Msg-Id" in hdrs)
-    stream_exists = False
-    while True:
-        left = deadline - clock()
-        try:
-            return await conn.js.publish(subject, payload, timeout=max(min(left, 2.0) if dedup else left, 0.1),
-                                         headers=hdrs)
-        except nats.js.errors.NoStreamResponseError:
-            if deadline - clock() < 0.3:
-                if stream_exists:
-                    raise JetStreamError(
-                        f"the stream storing {subject!r} did not answer: it has no leader right now "
-                        "(a cluster without quorum, or nodes restarting)",
-                        "bring the stopped nodes back, then publish again") from None
-                raise
-            try:
-                await asyncio.wait_for(conn.js.find_stream_name_by_subject(subject), min(1.0, deadline - clock()))
-                stream_exists = True
-            except nats.js.errors.NotFoundError:
-                raise nats.js.errors.NoStreamResponseError from None
-            except (asyncio.TimeoutError, nats.errors.Error):
-                pass                 # the meta leader is being elected too: keep trying
-        except (nats.errors.TimeoutError, asyncio.TimeoutError):
-            if not dedup or deadline - clock() < 0.3:
-                raise
-        await asyncio.sleep(0.25)
+        await connection.ping(conn, timeout, "the publish confirmation", flush=True)
+    except NotConnected:
+        if conn.nc.is_closed:
+            raise _not_connected(conn) from None
+        raise NotConnected(f"the server at {conn.url} went away; the message is buffered and "
+                           "will be sent when the client reconnects",
+                           "restart the server, or connect to another one with nbnats.connect(url)") from None
 
 
 def publish(subject: str, data: Any = b"", headers: dict | None = None, js: bool = False,
@@ -114,12 +80,13 @@ def publish(subject: str, data: Any = b"", headers: dict | None = None, js: bool
     >>> nbnats.publish("orders.created", {"id": 2}, js=True)                       # doctest: +SKIP
     PubAck(stream='ORDERS', seq=2, duplicate=False)
     """
+    timeout = _timeout(timeout)
+    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+        raise NatsError(f"count must be a whole number of at least 1, not {count!r}", "pass e.g. count=1")
     conn = current(connection)
-    payload, hdrs = _prepare(conn, subject, data, headers)
     if msg_id is not None:
-        hdrs = {**(hdrs or {}), "Nats-Msg-Id": str(msg_id)}
-    if count < 1:
-        raise NatsError(f"--count must be at least 1, not {count}", "pass a positive number")
+        headers = {**(headers or {}), "Nats-Msg-Id": msg_id}
+    payload, hdrs = _prepare(conn, subject, data, headers)
 
     async def send_core():
         if not conn.nc.is_connected and not conn.nc.is_reconnecting:
@@ -131,21 +98,8 @@ def publish(subject: str, data: Any = b"", headers: dict | None = None, js: bool
     async def send_js():
         acks = []
         for _ in range(count):
-            try:
-                ack = await js_publish(conn, subject, payload, timeout, hdrs)
-            except nats.js.errors.NoStreamResponseError:
-                raise NotFound(f"no JetStream stream stores subject {subject!r}",
-                               f"add one: %nats stream add NAME --subjects {subject}") from None
-            except nats.js.errors.APIError as exc:
-                raise JetStreamError(f"JetStream refused the message on {subject!r}: {exc.description}",
-                                     "check the stream's limits with %nats stream info") from None
-            except (nats.errors.TimeoutError, asyncio.TimeoutError):
-                raise Timeout(f"JetStream did not acknowledge {subject!r} within {timeout:g} s",
-                              "check that JetStream is enabled (%nats status) and a stream stores it") from None
-            except nats.errors.NoRespondersError:
-                raise JetStreamError(f"nothing answered the JetStream publish to {subject!r}",
-                                     "JetStream may be off on this server; start one with JetStream or add a stream") from None
-            acks.append(PubAck(ack.stream, ack.seq, bool(ack.duplicate)))
+            ack = await engine_publish.publish(conn, subject, payload, headers=hdrs, timeout=timeout)
+            acks.append(PubAck(ack["stream"], ack["seq"], bool(ack.get("duplicate"))))
         return acks[0] if count == 1 else acks
 
     if js:
@@ -163,6 +117,7 @@ def request(subject: str, data: Any = b"", timeout: float = 2.0, headers: dict |
     >>> nbnats.request("time.now", timeout=1).text   # doctest: +SKIP
     '2026-11-27T14:00:00Z'
     """
+    timeout = _timeout(timeout)
     conn = current(connection)
     payload, hdrs = _prepare(conn, subject, data, headers)
 
@@ -175,7 +130,7 @@ def request(subject: str, data: Any = b"", timeout: float = 2.0, headers: dict |
         except (nats.errors.TimeoutError, asyncio.TimeoutError):
             raise Timeout(f"no reply on {subject!r} within {timeout:g} s",
                           "the responder is slow or busy: raise --timeout, or check it is running") from None
-        except nats.errors.ConnectionClosedError:
+        except (nats.errors.ConnectionClosedError, nats.errors.ConnectionReconnectingError):
             raise _not_connected(conn) from None
         return Message(subject, msg.data, msg.headers)   # named by what was asked, not the inbox
 
@@ -200,7 +155,7 @@ async def gather(conn: Connection, subject: str, data: bytes = b"", wait: float 
     sub = await conn.nc.subscribe(inbox, cb=on_reply)
     try:
         await conn.nc.publish(subject, data, reply=inbox)
-        await conn.nc.flush(wait + 1)
+        await connection.ping(conn, wait + 1, "sending the discovery request", flush=True)
         try:
             await asyncio.wait_for(done.wait(), wait)
         except asyncio.TimeoutError:
@@ -241,7 +196,7 @@ class Service:
 
     async def _start(self) -> None:
         self._sub = await self.conn.nc.subscribe(self.subject, queue=self.queue or "", cb=self._on_request)
-        await self.conn.nc.flush(2)
+        await connection.ping(self.conn, 2, f"subscribing the responder on {self.subject!r}", flush=True)
         self.conn.listeners.append(self)
 
     async def _on_request(self, msg) -> None:
@@ -356,7 +311,7 @@ def publish_frame(subject: str | None, df, subject_column: str | None = None, he
     values = frames.payloads_of(body)
     payloads = [_encode_row(s, v) for s, v in zip(subjects, values)]
     for s, v, p in zip(subjects, values, payloads):   # every row is checked before any is sent
-        validate.payload_size(len(p), conn.max_payload, s)
+        validate.payload_size(len(p), conn.max_payload, s, hdrs)
         schema_hooks.before_publish(s, v, p, conn)
     bar = progress_bar(len(payloads), f"publishing to {subject or subject_column}", enabled=progress)
 
@@ -364,7 +319,7 @@ def publish_frame(subject: str | None, df, subject_column: str | None = None, he
         for i, (s, p) in enumerate(zip(subjects, payloads)):
             await conn.nc.publish(s, p, headers=hdrs)
             if i % 10_000 == 9_999:
-                await conn.nc.flush(10)
+                await connection.ping(conn, 10, "publishing the frame", flush=True)
                 bar.update(10_000)
         await _flush(conn, 10)
         bar.update(len(payloads) % 10_000)

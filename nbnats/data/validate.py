@@ -154,16 +154,40 @@ def headers(values: dict | None) -> dict[str, str] | None:
         if "\r" in v or "\n" in v:
             raise InvalidHeader(f"the value of header {k!r} contains a line break",
                                 "send one line per header value")
+        if v != v.strip():
+            # nats-py strips header values when it sends them: say so rather than change them silently.
+            raise InvalidHeader(f"the value of header {k!r} ({v!r}) starts or ends with whitespace, "
+                                "which NATS clients strip", f"send it trimmed ({v.strip()!r}) or encode the spaces")
         out[k] = v
     return out
 
 
-def payload_size(size: int, max_payload: int, subject_name: str) -> None:
-    """Refuse a payload larger than the server's ``max_payload``.
+def header_block_size(values: dict | None) -> int:
+    """Bytes the header block takes on the wire (``NATS/1.0␍␊``, ``K: V␍␊`` each, ``␍␊``); 0 without headers.
 
-    >>> payload_size(10, 1024, "a")
+    >>> header_block_size({"Nats-Msg-Id": "a1"}), header_block_size(None)
+    (29, 0)
     """
-    if max_payload and size > max_payload:
+    if values is None:
+        return 0
+    return 12 + sum(len(str(k).encode()) + len(str(v).encode()) + 4 for k, v in values.items())
+
+
+def payload_size(size: int, max_payload: int, subject_name: str, headers: dict | None = None) -> None:
+    """Refuse a message the server would refuse: headers + payload over its ``max_payload``.
+
+    The server counts the header block against max_payload too, and closes the
+    connection of a client that sends more.
+
+    >>> payload_size(10, 1024, "a", headers={"Trace-Id": "t1"})
+    """
+    block = header_block_size(headers)
+    if max_payload and size + block > max_payload:
+        if block and size <= max_payload:
+            raise PayloadTooLarge(
+                f"the message for {subject_name!r} is {size + block:,} bytes ({size:,} of payload + {block:,} of "
+                f"headers), over the server's max_payload of {max_payload:,} bytes (headers count too)",
+                "send fewer or shorter headers, or a smaller payload")
         raise PayloadTooLarge(
             f"the payload for {subject_name!r} is {size:,} bytes, over the server's max_payload of {max_payload:,} bytes",
             "store large data in the object store (nbnats.objects) or split it into smaller messages")

@@ -26,7 +26,7 @@ import nats
 from nats.aio.client import Client
 
 from nbnats.runtime import loop
-from nbnats.errors import ConnectError, NatsError, NotConnected
+from nbnats.errors import ConnectError, NatsError, NotConnected, Timeout
 
 log = logging.getLogger("nbnats")
 
@@ -39,27 +39,33 @@ _settings: dict[str, dict[str, Any]] = {}   # the last connect(...) arguments, b
 _current = DEFAULT
 _embedded = None                             # the bundled server started by default, if any
 
+# nats-py cancels its PONG future when its own rtt()/flush() timeout fires but
+# leaves it queued; the late PONG then breaks its read loop. So nbnats gives
+# nats-py this much patience and bounds every wait from outside (ping() below).
+PING_PATIENCE = 3600.0
+
 
 class Connection:
     """One live NATS client on the nbnats loop; secrets never appear in its repr.
 
     ``conn.nc`` is the nats-py client (use it only from the loop thread);
-    ``conn.js`` its JetStream context; ``conn.url`` the server URL, with no
-    credentials in it.
+    ``conn.url`` the server URL, with no credentials in it.
     """
 
-    def __init__(self, name: str, nc: Client, url: str, server=None):
+    def __init__(self, name: str, nc: Client, url: str, server=None, credentials: dict | None = None):
         self.name = name
         self.nc = nc
         self.url = url
         self.server = server
+        self._credentials = _hide(credentials or {})   # for server_url(secret=True) only
+        self._pings: set[asyncio.Task] = set()          # PING/PONG waits still queued in nats-py
         self._slow_owners: dict[int, tuple[Any, Any]] = {}   # id(subscription) → (subscription, owner)
         self.listeners: list[Any] = []          # objects told about disconnects/reconnects
         self.disconnected_at: float | None = None
 
     @property
     def js(self):
-        """The nats-py JetStream context of this connection."""
+        """Deprecated: nats-py's JetStream context; JetStream goes through nbnats.engine (kept until callers move)."""
         return self.nc.jetstream()
 
     @property
@@ -100,9 +106,47 @@ class Connection:
 
     async def _on_reconnect(self) -> None:
         since, self.disconnected_at = self.disconnected_at, None
+        self._forget_pings()       # nats-py dropped their PONG futures on reconnecting
         self.url = _redact(str(self.nc.connected_url.geturl())) if self.nc.connected_url else self.url
         for listener in list(self.listeners):
             listener._reconnected(since, time.time())
+
+
+    def _forget_pings(self) -> None:
+        for task in list(self._pings):
+            task.cancel()
+        self._pings.clear()
+
+
+async def ping(conn: Connection, timeout: float, what: str, *, flush: bool = False) -> float:
+    """PING the server and wait at most ``timeout`` s for its PONG; returns the round trip in seconds.
+
+    ``flush=True`` makes it a flush (everything written so far reached the
+    server). nats-py's own timeout never fires (see ``PING_PATIENCE``), so a
+    stalled server leaves the client consistent; a timeout is an nbnats
+    :class:`~nbnats.errors.Timeout`, a connection that is down a ``NotConnected``.
+
+    >>> await ping(nbnats.current(), 2, "checking the server")   # doctest: +SKIP
+    0.00021
+    """
+    nc = conn.nc
+    if nc.is_closed:
+        raise NotConnected(f"the connection to {conn.url} is closed", "connect again with nbnats.connect()")
+    started = asyncio.get_running_loop().time()
+    task = asyncio.ensure_future(nc.flush(PING_PATIENCE) if flush else nc.rtt(PING_PATIENCE))
+    conn._pings.add(task)
+    task.add_done_callback(lambda t: (conn._pings.discard(t), t.cancelled() or t.exception()))
+    try:
+        await asyncio.wait_for(asyncio.shield(task), timeout)
+    except (asyncio.TimeoutError, nats.errors.TimeoutError):
+        if nc.is_reconnecting or not nc.is_connected:
+            raise NotConnected(f"the server at {conn.url} went away while {what}; the client is reconnecting",
+                               "wait for the server to come back, or connect elsewhere with nbnats.connect(url)") from None
+        raise Timeout(f"the server at {conn.url} did not answer {what} within {timeout:g} s",
+                      "it may be stalled or overloaded: try again in a moment") from None
+    except (nats.errors.ConnectionClosedError, nats.errors.ConnectionReconnectingError):
+        raise NotConnected(f"the connection to {conn.url} is down", "wait for it to come back, or connect again") from None
+    return asyncio.get_running_loop().time() - started
 
 
 def _redact(url: str) -> str:
@@ -205,7 +249,8 @@ async def _open(name: str, url: str, opts: dict[str, Any], timeout: float, serve
         cause = next((e for e in seen if "uthoriz" in str(e)), seen[0] if seen else exc)
         raise _connect_error(url, cause) from None
     nc.options["max_reconnect_attempts"] = -1
-    conn = Connection(name, nc, _redact(url), server)
+    secrets = {k: opts[k] for k in ("user", "password", "token") if opts.get(k)}
+    conn = Connection(name, nc, _redact(url), server, secrets)
     holder["conn"] = conn
     return conn
 
@@ -278,11 +323,23 @@ def _establish(name: str, opts: dict[str, Any], timeout: float) -> Connection:
             from nbnats.runtime import server as server_mod
             _embedded = server_mod.start()
         server, url = _embedded, _embedded.url
-        if getattr(_embedded, "auth", None):
-            opts = _hide({**opts, **_embedded.auth.options()})
+    started = server or _started_server(url)
+    if started is not None and started.auth and not _has_credentials(opts, url):
+        # A server this process started: its generated credentials are ours to use.
+        server, opts = started, _hide({**opts, **started.auth.options()})
     conn = loop.run(_open(name, url, opts, timeout, server), timeout + 1, f"connecting to {_redact(url)}")
     _connections[name] = conn
     return conn
+
+
+def _started_server(url: str):
+    from nbnats.runtime import server as server_mod
+    wanted = {u.strip() for u in url.split(",")}
+    return next((s for s in server_mod.running_servers() if wanted & set(s.urls)), None)
+
+
+def _has_credentials(opts: dict[str, Any], url: str) -> bool:
+    return any(opts.get(k) for k in ("user", "password", "token", "creds", "nkey")) or _redact(url) != url
 
 
 def current(name: str | None = None, timeout: float = 10.0) -> Connection:
@@ -328,19 +385,27 @@ def status(name: str | None = None, timeout: float = 5.0) -> dict[str, Any]:
     >>> nbnats.status()["url"]   # doctest: +SKIP
     'nats://127.0.0.1:40123'
     """
+    from nbnats.data import units
+    timeout = units.seconds(timeout, "timeout")
     conn = current(name)
 
     async def probe():
-        rtt = await conn.nc.rtt(timeout)
-        return rtt
+        rtt = await ping(conn, timeout, "the status ping")
+        # $SYS.REQ.USER.INFO is open to every user; its envelope names the server.
+        try:
+            reply = await conn.nc.request("$SYS.REQ.USER.INFO", b"", timeout=timeout)   # safe to time out
+            about = json.loads(reply.data).get("server") or {}
+        except (asyncio.TimeoutError, nats.errors.Error, ValueError):
+            about = {}           # an older or locked-down server: the fields it would fill stay None
+        return rtt, about
 
-    rtt = loop.run(probe(), timeout + 1, "measuring the round trip to the server")
-    info = conn.nc._server_info
+    rtt, about = loop.run(probe(), 2 * timeout + 1, "asking the server for its status")
+    version = conn.nc.connected_server_version
     return {
         "url": conn.url,
-        "server_name": info.get("server_name"),
-        "version": info.get("version"),
-        "jetstream": bool(info.get("jetstream")),
+        "server_name": about.get("name"),
+        "version": about.get("ver") or (f"{version.major}.{version.minor}.{version.patch}" if version else None),
+        "jetstream": bool(about.get("jetstream")),
         "rtt_ms": round(rtt * 1000, 3),
         "max_payload": conn.max_payload,
         "connection": conn.name,
@@ -360,11 +425,11 @@ def _close(conn: Connection, timeout: float) -> None:
             pass
         finally:
             if not conn.nc.is_closed:
-                if not conn.nc.is_connected:
-                    # Publishes buffered during an outage: nats-py would write them to the dead
-                    # socket, raise ConnectionResetError and leave its tasks running.
-                    conn.nc._pending, conn.nc._pending_data_size = [], 0
-                await conn.nc.close()
+                try:
+                    await asyncio.wait_for(conn.nc.close(), timeout)
+                except Exception:
+                    pass         # publishes buffered during an outage meet the dead socket; closed anyway
+            conn._forget_pings()
 
     def tell_closed() -> None:       # on the loop thread: listeners cancel their timers and tasks there
         for listener in list(conn.listeners):
