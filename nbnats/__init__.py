@@ -20,9 +20,10 @@ from nbnats.runtime.connection import close, connect, connections, current, stat
 from nbnats.errors import (CodecError, Conflict, ConnectError, KeyDeleted, InvalidHeader, InvalidKey, InvalidName, InvalidSubject,
                      JetStreamError, LoopThreadError, NatsError, NoResponders, NotConnected, NotFound,
                      PayloadTooLarge, SchemaError, ServerError, Timeout, ValidationError)
-from nbnats.jetstream.streams import (ConsumerInfo, StreamInfo, StreamMessage, add_consumer, add_stream, consumer_info,
-                        consumers, delete_consumer, delete_stream, edit_stream, get_message, next,
-                        purge_stream, stream_info, streams)
+from nbnats.jetstream.consumers import add_consumer, consumer_info, consumers, delete_consumer, next
+from nbnats.jetstream.display import ConsumerInfo, StreamInfo, StreamMessage
+from nbnats.jetstream.streams import (add_stream, delete_stream, edit_stream, get_message, purge_stream,
+                                      stream_info, streams)
 from nbnats.kv import KV, Entry, KVWatch, buckets, delete_bucket, kv
 from nbnats.messaging import PubAck, Service, publish, publish_frame, request, serve
 from nbnats.objects import ObjectInfo, ObjectStore, delete_object_store, object_stores, objects

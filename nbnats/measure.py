@@ -22,7 +22,8 @@ import pandas as pd
 from nbnats.runtime import loop
 from nbnats.data import validate
 from nbnats.runtime.connection import Connection, current
-from nbnats.errors import NatsError, NoResponders, NotFound
+from nbnats.engine import api
+from nbnats.errors import NatsError, NoResponders
 from nbnats.data.payload import encode
 
 
@@ -109,11 +110,12 @@ class StreamFill:
         self._task: asyncio.Task | None = None
 
     async def _sample_once(self) -> None:
-        info = await self.conn.js.stream_info(self.stream)
-        cfg, st = info.config, info.state
-        self.max_msgs = cfg.max_msgs if cfg.max_msgs and cfg.max_msgs > 0 else None
-        self.max_bytes = cfg.max_bytes if cfg.max_bytes and cfg.max_bytes > 0 else None
-        self._samples.append((time.time_ns(), st.messages, st.bytes, st.first_seq, st.last_seq))
+        info = await api.request(self.conn, f"STREAM.INFO.{self.stream}", what=f"reading stream {self.stream!r}",
+                                 stream=self.stream)
+        cfg, st = info["config"], info["state"]
+        self.max_msgs = cfg.get("max_msgs") if (cfg.get("max_msgs") or 0) > 0 else None
+        self.max_bytes = cfg.get("max_bytes") if (cfg.get("max_bytes") or 0) > 0 else None
+        self._samples.append((time.time_ns(), st["messages"], st["bytes"], st["first_seq"], st["last_seq"]))
         if len(self._samples) > self._limit:
             del self._samples[: len(self._samples) - self._limit]
 
@@ -186,7 +188,6 @@ def watch_stream(stream: str, every: float = 1.0, limit: int = 3600,
     >>> fill.plot()                                                    # doctest: +SKIP
     >>> fill.stop()                                                    # doctest: +SKIP
     """
-    import nats.js.errors as jse
     validate.name(stream, "stream")
     if not every or every <= 0:
         raise NatsError(f"every must be a positive number of seconds, not {every!r}", "pass e.g. every=1.0")
@@ -194,10 +195,7 @@ def watch_stream(stream: str, every: float = 1.0, limit: int = 3600,
     fill = StreamFill(conn, stream, float(every), int(limit))
 
     async def start():
-        try:
-            await fill._sample_once()
-        except jse.NotFoundError:
-            raise NotFound(f"stream {stream!r} does not exist", "list the streams with %nats stream ls") from None
+        await fill._sample_once()        # an unknown stream fails here, plainly
         fill._task = asyncio.get_running_loop().create_task(fill._run())
 
     loop.run(start(), 10, f"reading stream {stream!r}")

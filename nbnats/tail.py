@@ -23,6 +23,8 @@ from typing import Any
 import pandas as pd
 
 from nbnats.data import frames, validate
+from nbnats.engine import api
+from nbnats.engine.ordered import OrderedConsumer
 from nbnats.runtime import loop
 from nbnats.runtime.connection import Connection, current
 from nbnats.errors import NatsError, NotFound, Timeout
@@ -125,9 +127,7 @@ class Tail:
         self._last_warning = -WARN_EVERY
         self._warned_drops = 0
         self._warn_timer: asyncio.TimerHandle | None = None
-        self._hb_timer: asyncio.TimerHandle | None = None
-        self._heard = time.monotonic()   # last JetStream message or heartbeat seen
-        self._reset_due = False          # recreate the ordered consumer at the next check
+        self._reader: OrderedConsumer | None = None   # a stream tail's ordered consumer
         self._done = threading.Event()
         self._widget = None
         self.error: str | None = None
@@ -150,25 +150,34 @@ class Tail:
         if count == self._stop_at:
             self._finish()
 
-    async def _on_js_msg(self, msg) -> None:
+    def _on_js_msg(self, msg, meta) -> None:
+        # The ordered consumer hands over each stored message once, in stream order.
         if self.max_count is not None and self.count >= self.max_count:
             return
-        seq, ts = _js_seq_time(msg.reply)
-        last = self._last_seq
-        if last is not None and seq is not None and seq > last + 1 and self._gaps_checked:
+        seq, last = meta.seq, self._last_seq
+        if last is not None and seq > last + 1 and self._gaps_checked:
             now = time.time()
             self._gaps.append({"start": now, "end": now, "kind": "sequence",
-                               "missed": seq - last - 1, "detail": f"seq {last} → {seq}"})
-        if seq is not None and last is not None and seq <= last:
-            return  # a redelivery after a consumer reset: already kept
-        self._last_seq = seq if seq is not None else last
+                               "missed": seq - last - 1, "detail": f"seq {last} → {seq} (removed before it was read)"})
+        self._last_seq = seq
         ring = self._ring
         if len(ring) == self.limit:
             self.overflow += 1
-        ring.append(msg.subject, ts or time.time_ns(), seq, msg.data, msg.headers)
+        ring.append(msg.subject, meta.time_ns, seq, msg.data, msg.headers)
         self.count += 1
         if self.max_count is not None and self.count >= self.max_count:
             self._finish()
+
+    def _on_reader_event(self, kind: str, detail: dict) -> None:
+        now = time.time()
+        if kind == "recreated":
+            self._last_seq = None
+            self._gaps.append({"start": now, "end": now, "kind": "recreated", "missed": 0,
+                               "detail": f"stream {self.stream!r} was deleted and added again "
+                                         f"(it was at seq {detail['last_seq']}): reading it from its start"})
+        elif kind == "purged":
+            self._gaps.append({"start": now, "end": now, "kind": "purged", "missed": detail["missed"],
+                               "detail": f"seq {detail['from_seq']}–{detail['to_seq']} removed before they were read"})
 
     def _slow_consumer(self) -> None:
         # nats-py reports every dropped message; log one warning per interval that counts them all.
@@ -185,48 +194,23 @@ class Tail:
                     "— filter the subject or raise the tail's pending_limit", self.id, self.subject,
                     new, self.slow_dropped)
 
-    def _watch_heartbeats(self) -> None:
-        """Recreate a JetStream tail's ordered consumer once its heartbeats stop (loop thread).
-
-        nats-py checks every two heartbeat intervals and resets only after two
-        silent checks (up to four intervals); this resets after 1.5 silent
-        intervals, and at once after a reconnect, as the server may have lost
-        the consumer (a restart, a deleted consumer, a lost node).
-        """
-        self._hb_timer = None
-        jsi = getattr(getattr(self._sub, "_sub", None), "_jsi", None)
-        if jsi is None or not jsi._ordered or not jsi._hbi:
-            return
-        if jsi._hbtask is not None:
-            jsi._hbtask.cancel()
-            jsi._hbtask = None
-        now = time.monotonic()
-        if not self.conn.nc.is_connected:
-            self._reset_due = True
-        elif jsi._active and not self._reset_due:
-            jsi._active, self._heard = False, now
-        elif self._reset_due or now - self._heard > 1.5 * jsi._hbi:
-            jsi._active, self._heard, self._reset_due = False, now, False
-            loop.get_loop().create_task(jsi.reset_ordered_consumer(jsi._sseq + 1))
-        self._hb_timer = loop.get_loop().call_later(jsi._hbi / 8, self._watch_heartbeats)
-
     def _sample(self) -> None:
         self._samples.append((time.time(), self.count))
         if self.running:
-            if self._hb_timer is None and self.stream:
-                self._watch_heartbeats()
             self._sampler = loop.get_loop().call_later(SAMPLE_EVERY, self._sample)
 
     def _finish(self) -> None:
-        if self._sub is not None:
+        if self.running:
             loop.get_loop().create_task(self._unsubscribe())
 
     async def _unsubscribe(self) -> None:
-        sub, self._sub = self._sub, None
-        for timer in (self._sampler, self._hb_timer):
-            if timer is not None:
-                timer.cancel()
+        sub, reader, self._sub, self._reader = self._sub, self._reader, None, None
+        if self._sampler is not None:
+            self._sampler.cancel()
+        if reader is not None:
+            await reader.stop()
         if sub is not None:
+            self.conn.unwatch_slow(sub)
             try:
                 await sub.unsubscribe()
             except Exception:
@@ -244,31 +228,96 @@ class Tail:
     def _reconnected(self, since: float | None, at: float) -> None:
         start = self._outage_since or since or at
         self._outage_since = None
-        self._reset_due = True
-        self._gaps.append({"start": start, "end": at, "kind": "outage", "missed": pd.NA,
-                           "detail": f"disconnected for {at - start:.1f} s"})
+        if self.stream:      # the ordered consumer resumes after the last sequence: nothing is lost
+            self._gaps.append({"start": start, "end": at, "kind": "outage", "missed": 0,
+                               "detail": f"disconnected for {at - start:.1f} s; resumed after seq {self._last_seq}"})
+        else:
+            self._gaps.append({"start": start, "end": at, "kind": "outage", "missed": pd.NA,
+                               "detail": f"disconnected for {at - start:.1f} s: what was published meanwhile "
+                                         "is lost (unknown how much)"})
 
     def _closing(self) -> None:
         """The connection drains: messages in flight still arrive."""
 
     def _closed(self) -> None:
-        self._sub = None
+        """The connection closed (called on the loop thread)."""
+        self._sub = self._reader = None
         self.stopped_at = self.stopped_at or time.time()
-        for timer in (self._sampler, self._hb_timer):
-            if timer is not None:
-                timer.cancel()
+        if self._sampler is not None:
+            self._sampler.cancel()
         self._done.set()
 
     # -- the user's side ---------------------------------------------------
     @property
     def running(self) -> bool:
         """True while the tail is subscribed."""
-        return self._sub is not None
+        return self._sub is not None or self._reader is not None
 
     @property
     def dropped(self) -> int:
-        """Messages lost: pushed out by the row limit plus dropped as a slow consumer."""
+        """Messages known lost: pushed out by the row limit plus dropped as a slow consumer.
+
+        A core tail also loses what is published while it is disconnected (a
+        server restart, or the server cutting a slow connection); nobody can
+        count that: such outages are in :attr:`outages`, so the loss is at least
+        ``dropped``, plus that many outages of unknown size. A stream tail
+        loses nothing to outages (it resumes after its last sequence).
+        """
         return self.overflow + self.slow_dropped
+
+    @property
+    def outages(self) -> int:
+        """Disconnects during which messages may have been lost uncounted (0 for a stream tail)."""
+        return sum(1 for g in self._gaps if g["kind"] == "outage" and g["missed"] is pd.NA)
+
+    @property
+    def loss(self) -> str:
+        """What was lost, in words: ``"none"``, ``"12"``, or ``"≥ 12, plus 2 outages"``.
+
+        >>> t.loss   # doctest: +SKIP
+        '≥ 0, plus 1 outage'
+        """
+        n, out = self.dropped, self.outages
+        if not out:
+            return f"{n:,}" if n else "none"
+        return f"≥ {n:,}, plus {out} outage{'s' if out > 1 else ''}"
+
+    @property
+    def disconnected(self) -> bool:
+        """True while the connection is down (the tail resumes when it returns)."""
+        return self._outage_since is not None
+
+    @property
+    def kept(self) -> int:
+        """Rows kept now (at most ``limit``)."""
+        return len(self._ring)
+
+    @property
+    def consumer(self) -> str | None:
+        """The server's name of a stream tail's current ordered consumer (None for a core tail)."""
+        return self._reader.name if self._reader is not None else None
+
+    @property
+    def resets(self) -> int:
+        """How often a stream tail's ordered consumer was made again (after a gap, a restart, a reconnect)."""
+        return self._reader.resets if self._reader is not None else 0
+
+    def last(self, n: int) -> list[tuple]:
+        """The newest ``n`` kept rows as (subject, time_ns, seq, data, headers) tuples.
+
+        >>> t.last(5)   # doctest: +SKIP
+        """
+        if loop.in_loop_thread():
+            return self._ring.last(n)
+
+        async def in_loop():
+            return self._ring.last(n)
+
+        return loop.run(in_loop(), 10, f"reading tail {self.id}")
+
+    def samples(self) -> list[tuple[float, int]]:
+        """The rate samples: (unix time, messages received so far), every half second."""
+        return list(self._samples)
 
     @property
     def rate(self) -> float:
@@ -366,7 +415,7 @@ class Tail:
 
         >>> t.stop()   # doctest: +SKIP
         """
-        if self._sub is None:
+        if not self.running:
             return
         loop.run(self._unsubscribe(), timeout, f"stopping tail {self.id}")
 
@@ -391,23 +440,7 @@ class Tail:
         q = f" queue={self.queue!r}" if self.queue else ""
         s = f" stream={self.stream!r}" if self.stream else ""
         return (f"<Tail {self.id} {self.subject!r}{q}{s} {state}: {self.count:,} received, "
-                f"{len(self._ring):,} kept, {self.dropped:,} dropped>")
-
-
-def _js_seq_time(reply: str) -> tuple[int | None, int | None]:
-    """Stream sequence and nanosecond timestamp from a JetStream ack subject.
-
-    >>> _js_seq_time("$JS.ACK.ORDERS.c.1.42.7.1700000000123456789.0")
-    (42, 1700000000123456789)
-    """
-    if not reply:
-        return None, None
-    t = reply.split(".")
-    if len(t) == 9:          # $JS.ACK.stream.consumer.delivered.sseq.cseq.ts.pending
-        return int(t[5]), int(t[7])
-    if len(t) >= 12:         # $JS.ACK.domain.account.stream.consumer.delivered.sseq.cseq.ts.pending.token
-        return int(t[7]), int(t[9])
-    return None, None
+                f"{len(self._ring):,} kept, lost {self.loss}>")
 
 
 async def _subscribe_core(t: Tail) -> None:
@@ -417,33 +450,18 @@ async def _subscribe_core(t: Tail) -> None:
 
 
 async def _subscribe_stream(t: Tail) -> None:
-    from nats.js.api import DeliverPolicy
-    import nats.js.errors as jse
-    js = t.conn.js
-    try:
-        info = await js.stream_info(t.stream)
-    except jse.NotFoundError:
-        raise NotFound(f"stream {t.stream!r} does not exist",
-                       f"add it first: %nats stream add {t.stream} --subjects {t.subject}") from None
-    except Exception as exc:
-        raise NatsError(f"JetStream is not available for stream {t.stream!r} ({exc})",
-                        "start the server with JetStream on (the bundled one has it)") from None
+    info = await api.request(t.conn, f"STREAM.INFO.{t.stream}", what=f"reading stream {t.stream!r}", stream=t.stream)
     # Stream sequences count every subject of the stream: a jump means a lost message
     # only when this tail reads all of them.
-    t._gaps_checked = list(info.config.subjects or []) == [t.subject]
-    t._sub = await js.subscribe(t.subject, stream=t.stream, ordered_consumer=True,
-                                deliver_policy=DeliverPolicy.NEW, cb=t._on_js_msg, idle_heartbeat=2.0)
-    resume_after(t._sub, info.state.last_seq)
-
-
-def resume_after(sub, seq: int) -> None:
-    """Make an ordered consumer's reset resume after ``seq`` until it has seen a message.
-
-    nats-py resumes after the last sequence seen, which before any message is
-    seq 1: that would pour the stream's history into a from-now subscription.
-    """
-    jsi = sub._sub._jsi
-    jsi._sseq = max(jsi._sseq, seq)
+    t._gaps_checked = list(info["config"].get("subjects") or []) == [t.subject]
+    reader = OrderedConsumer(t.conn, t.stream, [t.subject], t._on_js_msg, deliver="new",
+                             on_event=t._on_reader_event, pending_msgs_limit=t.pending_limit)
+    t._reader = reader                 # before the first message can arrive
+    try:
+        await reader.start()
+    except BaseException:
+        t._reader = None
+        raise
 
 
 def tail(subject: str, queue: str | None = None, limit: int = 10_000, count: int | None = None,
@@ -478,7 +496,8 @@ def tail(subject: str, queue: str | None = None, limit: int = 10_000, count: int
     t = Tail(conn, subject, queue, limit, count, stream, codec, pending_limit)
     start = _subscribe_stream(t) if stream else _subscribe_core(t)
     loop.run(start, 10, f"subscribing to {subject!r}")
-    conn.watch_slow(t._sub, t)
+    if t._sub is not None:
+        loop.call_soon(conn.watch_slow, t._sub, t)
     conn.listeners.append(t)
     loop.call_soon(t._sample)
     _tails[t.id] = t
@@ -491,7 +510,7 @@ def tails() -> pd.DataFrame:
     >>> nbnats.tails()   # doctest: +SKIP
     """
     rows = [{"id": t.id, "subject": t.subject, "queue": t.queue, "stream": t.stream,
-             "running": t.running, "count": t.count, "kept": len(t._ring), "dropped": t.dropped,
+             "running": t.running, "count": t.count, "kept": t.kept, "dropped": t.dropped,
              "rate": round(t.rate, 1)} for t in _tails.values()]
     return pd.DataFrame(rows, columns=["id", "subject", "queue", "stream", "running", "count",
                                        "kept", "dropped", "rate"])

@@ -188,15 +188,11 @@ def test_deleted_consumer_is_replaced_within_two_heartbeats(private, uid):
     t.wait(5, timeout=5)
     reset, arrived = [], []
     for round_ in range(2):
-        consumer = t._sub._consumer
-
-        async def delete():
-            await conn.js.delete_consumer(stream, consumer)
-
-        loop.run(delete(), 5, "deleting the tail's consumer")
+        consumer = t.consumer
+        nbnats.delete_consumer(stream, consumer, connection=uid)
         start = time.monotonic()
         nbnats.publish(f"{uid}.new", {"i": 5 + round_}, js=True, connection=uid)
-        reset.append(round(wait_until(lambda: t._sub._consumer != consumer, 4 * HEARTBEAT, "a new consumer"), 2))
+        reset.append(round(wait_until(lambda: t.consumer not in (None, consumer), 4 * HEARTBEAT, "a new consumer"), 2))
         t.wait(6 + round_, timeout=4 * HEARTBEAT)
         arrived.append(round(time.monotonic() - start, 2))
     df = t.df

@@ -85,6 +85,7 @@ class OrderedConsumer:
     # -- life ---------------------------------------------------------------------
     async def start(self, timeout: float = api.TIMEOUT) -> dict:
         """Make the consumer and start receiving; returns the server's consumer info."""
+        self._created_at = (await self._stream_info(timeout)).get("created")
         await self._create(self._first_start(), timeout)
         if self.deliver == "new" and self.last_seq is None and self.start_seq is None:
             # the stream's last sequence at the start: a reset resumes after it
@@ -115,6 +116,7 @@ class OrderedConsumer:
 
     _resume_after: int | None = None
     _made = 0
+    _created_at: str | None = None
 
     def _first_start(self) -> dict:
         if self.last_seq is not None:
@@ -243,12 +245,18 @@ class OrderedConsumer:
         finally:
             self._resetting = None
 
+    async def _stream_info(self, timeout: float = api.TIMEOUT) -> dict:
+        return await api.request(self.conn, f"STREAM.INFO.{self.stream}", what=f"reading stream {self.stream!r}",
+                                 timeout=timeout, stream=self.stream)
+
     async def _reset_once(self, why: str) -> None:
         old_name = self.name
-        state = (await api.request(self.conn, f"STREAM.INFO.{self.stream}", what=f"reading stream {self.stream!r}",
-                                   stream=self.stream))["state"]
+        info = await self._stream_info()
+        state = info["state"]
         resume = self.last_seq if self.last_seq is not None else self._resume_after
-        if resume is not None and state["last_seq"] < resume:
+        remade = info.get("created") != self._created_at
+        self._created_at = info.get("created")
+        if resume is not None and (remade or state["last_seq"] < resume):
             # the stream was deleted and made again, or purged and compacted: read it from its start
             self._notify("recreated", {"last_seq": resume, "stream_last_seq": state["last_seq"]})
             self.last_seq = self._resume_after = None

@@ -37,11 +37,12 @@ from typing import Any
 import numpy as np
 import orjson
 import pandas as pd
-import pyarrow as pa
-import pyarrow.compute as pc
 
 from nbnats.data import frames, validate
-from nbnats.jetstream import streams as jetstream
+from nbnats.data.units import parse_time, rfc3339, to_ns
+from nbnats.engine import acks, api
+from nbnats.engine.get import from_msg_get, get as get_stored
+from nbnats.jetstream.streams import check_filters, subjects_list
 from nbnats.runtime import loop
 from nbnats.runtime.connection import Connection, current
 from nbnats.errors import JetStreamError, NotConnected, NotFound, Timeout, ValidationError
@@ -217,14 +218,14 @@ def replay(stream: str, subject: str | list[str] | None = None, since: Any = Non
 
 def _checked_plan(stream, subject, since, start_seq, until, end_seq, limit) -> _Plan:
     validate.name(stream, "stream")
-    filters = jetstream.subjects_list(subject, "subject filter") if subject is not None else []
+    filters = subjects_list(subject, "subject filter") if subject is not None else []
     if filters == [">"]:
         filters = []
     for value, label in ((start_seq, "start_seq"), (end_seq, "end_seq"), (limit, "limit")):
         if value is not None and (not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1):
             raise ValidationError(f"{label} must be a positive whole number, not {value!r}",
                                   f"pass e.g. {label}={'1' if label != 'limit' else '1000'}")
-    since_ns, until_ns = jetstream.to_ns(since, "since"), jetstream.to_ns(until, "until")
+    since_ns, until_ns = to_ns(since, "since"), to_ns(until, "until")
     if since_ns is not None and until_ns is not None and since_ns > until_ns:
         raise ValidationError("since is later than until", "swap them: since is the start of the time range")
     if start_seq is not None and end_seq is not None and start_seq > end_seq:
@@ -234,10 +235,9 @@ def _checked_plan(stream, subject, since, start_seq, until, end_seq, limit) -> _
 
 # -- the read, one coroutine on the loop ----------------------------------------------
 async def _read(conn: Connection, plan: _Plan, sink: _Sink, stall: float) -> None:
-    info = await jetstream.request(conn, f"STREAM.INFO.{plan.stream}", None,
-                                   f"reading stream {plan.stream!r}", stream=plan.stream)
+    info = await api.request(conn, f"STREAM.INFO.{plan.stream}", None, what=f"reading stream {plan.stream!r}", stream=plan.stream)
     plan.info = info
-    jetstream.check_filters(info, plan.filters)
+    check_filters(info, plan.filters)
     state, cfg = info["state"], info["config"]
     if state["messages"] == 0:
         raise NotFound(f"stream {plan.stream!r} is empty, so there is nothing to replay",
@@ -248,7 +248,7 @@ async def _read(conn: Connection, plan: _Plan, sink: _Sink, stall: float) -> Non
     if first > plan.stop:
         sink.total = 0
         return
-    version = jetstream.server_version(conn)
+    version = api.server_version(conn)
     if cfg.get("retention", "limits") == "limits":
         plan.path = "consumer"
         plan.client_filter = len(plan.filters) > 1 and version < (2, 10, 0)   # 2.9 ignores filter_subjects
@@ -307,30 +307,22 @@ async def _unsubscribe(conn: Connection, sub, drops: _Drops, plan: _Plan) -> Non
                              f"{drops.count:,} messages", "run it again (nothing was consumed)")
 
 
-def _parse_replies(replies: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    """Stream sequences and nanosecond times from ``$JS.ACK`` reply subjects, in bulk.
-
-    >>> _parse_replies(["$JS.ACK.S.c.1.42.7.1700000000123456789.0"])
-    (array([42]), array([1700000000123456789]))
-    >>> _parse_replies(["$JS.ACK.hub.ACC.S.c.1.42.7.1700000000123456789.0.tok"])
-    (array([42]), array([1700000000123456789]))
-    """
-    # $JS.ACK.<stream>.<consumer>.<delivered>.<stream seq>.<consumer seq>.<ns>.<pending>, or with a
-    # domain and account hash after ACK and a random token at the end (12 tokens): split from the right
-    splits = 4 if replies[0].count(".") == 8 else 5
-    parts = pc.split_pattern(pa.array(replies, pa.string()), ".", max_splits=splits, reverse=True)
-    seqs = pc.list_element(parts, 1).cast(pa.int64()).to_numpy()
-    times = pc.list_element(parts, 3).cast(pa.int64()).to_numpy()
-    return seqs, times
-
-
 async def _via_consumer(conn: Connection, plan: _Plan, sink: _Sink, first: int, stall: float) -> None:
     """Read with ephemeral consumers; one that is lost or stalls is replaced from where it stopped."""
     start, since, failures = first, plan.since, 0
     while True:
         before = sink.count
-        if await _consume(conn, plan, sink, start, since, stall):
+        outcome = await _consume(conn, plan, sink, start, since, stall)
+        if outcome == "done":
             return
+        if outcome == "short":
+            # The server said "no messages" before the sequence fixed at the start: on a
+            # large stream that happens mid-read. Ask the stream what really comes next.
+            nxt = await _next_stored(conn, plan, sink.last_seq + 1 if sink.last_seq else start)
+            if nxt is None:
+                return          # the rest was removed meanwhile: the gap report says which
+            start, since, failures = nxt, None, 0
+            continue
         failures = failures + 1 if sink.count == before else 1
         if failures >= 3:
             raise Timeout(f"the replay of {plan.stream!r} stalled: nothing arrived for {stall:g} s "
@@ -339,23 +331,35 @@ async def _via_consumer(conn: Connection, plan: _Plan, sink: _Sink, first: int, 
             start, since = sink.last_seq + 1, None
 
 
+async def _next_stored(conn: Connection, plan: _Plan, seq: int) -> int | None:
+    """The first stored sequence at or after ``seq`` (matching the filter) up to the plan's stop; None if none."""
+    if seq > plan.stop:
+        return None
+    try:
+        row = await get_stored(conn, plan.stream, seq=seq,
+                               next_for=plan.filters[0] if len(plan.filters) == 1 else ">")
+    except NotFound:
+        return None
+    return row.seq if row.seq <= plan.stop else None
+
+
 async def _consume(conn: Connection, plan: _Plan, sink: _Sink, start: int, since: int | None,
-                   stall: float) -> bool:
-    """One ephemeral consumer from ``start``; True when the read is complete, False when it stalled."""
+                   stall: float) -> str:
+    """One ephemeral consumer from ``start``: "done" (read to the plan's end), "short" (the server
+    said it had no more, before the end) or "stalled" (nothing arrived for ``stall`` seconds)."""
     name = f"nbnats_replay_{conn.nc.new_inbox().rsplit('.', 1)[-1]}"
     cfg: dict[str, Any] = {"name": name, "ack_policy": "none", "replay_policy": "instant", "mem_storage": True,
                            "num_replicas": 1, "inactive_threshold": int(max(stall, 30) * 1e9)}
     if since is not None and start <= plan.info["state"]["first_seq"]:
-        cfg.update(deliver_policy="by_start_time", opt_start_time=jetstream.rfc3339(since))
+        cfg.update(deliver_policy="by_start_time", opt_start_time=rfc3339(since))
     else:
         cfg.update(deliver_policy="by_start_sequence", opt_start_seq=start)
     if len(plan.filters) == 1:
         cfg["filter_subject"] = plan.filters[0]
     elif plan.filters and not plan.client_filter:
         cfg["filter_subjects"] = plan.filters
-    info = await jetstream.request(conn, f"CONSUMER.CREATE.{plan.stream}.{name}",
-                                   {"stream_name": plan.stream, "config": cfg},
-                                   f"creating the replay consumer on {plan.stream!r}", stream=plan.stream)
+    info = await api.request(conn, f"CONSUMER.CREATE.{plan.stream}.{name}",
+                                   {"stream_name": plan.stream, "config": cfg}, what=f"creating the replay consumer on {plan.stream!r}", stream=plan.stream)
     remaining = info.get("num_pending", 0)
     if plan.limit is not None:
         remaining = min(remaining, plan.limit - sink.count)
@@ -372,6 +376,7 @@ async def _consume(conn: Connection, plan: _Plan, sink: _Sink, start: int, since
     next_subject = f"$JS.API.CONSUMER.MSG.NEXT.{plan.stream}.{name}"
     asked = [sink.count]
     failure: list[str] = []
+    short: list[str] = []
     # bytes a request may bring: two in flight stay well under the server's 64 MiB per-client buffer
     max_bytes = max(PULL_BYTES, conn.max_payload + 65_536)
 
@@ -386,7 +391,8 @@ async def _consume(conn: Connection, plan: _Plan, sink: _Sink, start: int, since
         """Parse the pending reply subjects; stop at the plan's last sequence or time."""
         if not replies:
             return
-        seqs, times = _parse_replies(replies)
+        meta = acks.parse_many(replies)
+        seqs, times = meta["seq"], meta["time_ns"]
         replies.clear()
         sink.seqs.append(seqs)
         sink.times.append(times)
@@ -414,7 +420,8 @@ async def _consume(conn: Connection, plan: _Plan, sink: _Sink, start: int, since
         status = (msg.headers or {}).get("Status")
         text = (msg.headers or {}).get("Description", "")
         if status in ("404", "408"):
-            done.set()      # nothing more to deliver (messages removed meanwhile)
+            short.append(status)    # "no messages" now: not necessarily the end (see _via_consumer)
+            done.set()
         elif status == "409" and "MaxBytes" in text:
             # the request ended at its byte budget: ask again for what it did not bring
             asked[0] -= int(msg.headers.get("Nats-Pending-Messages", 0) or 0)
@@ -434,14 +441,17 @@ async def _consume(conn: Connection, plan: _Plan, sink: _Sink, start: int, since
         else:
             finished = True
         settle()
-        return finished and not failure
+        if not finished or failure:
+            return "stalled"
+        complete = sink.last_seq >= plan.stop or sink.count >= goal or (
+            plan.until is not None and sink.last_time > plan.until)
+        return "short" if short and not complete else "done"
     finally:
         try:
             await _unsubscribe(conn, sub, drops, plan)
         finally:
             try:
-                await jetstream.request(conn, f"CONSUMER.DELETE.{plan.stream}.{name}", None,
-                                        "removing the replay consumer")
+                await api.request(conn, f"CONSUMER.DELETE.{plan.stream}.{name}", None, what="removing the replay consumer")
             except (JetStreamError, NotFound, Timeout, NotConnected):
                 pass     # it removes itself after inactive_threshold anyway
 
@@ -453,7 +463,7 @@ def _rfc_ns(text: str, cache: dict) -> int:
     1767225601500000000
     """
     if not text.endswith("Z") or len(text) < 20:
-        return jetstream.parse_time(text) or 0
+        return parse_time(text) or 0
     head = text[:19]
     sec = cache.get(head)
     if sec is None:
@@ -478,7 +488,7 @@ async def _via_direct(conn: Connection, plan: _Plan, sink: _Sink, first: int, st
             n = min(n, goal - sink.count)
         body: dict[str, Any] = {"batch": min(DIRECT_BATCH, n)}
         if first_request and plan.since is not None and plan.start_seq is None:
-            body["start_time"] = jetstream.rfc3339(plan.since)
+            body["start_time"] = rfc3339(plan.since)
         else:
             body["seq"] = seq
         if len(plan.filters) == 1:
@@ -526,12 +536,11 @@ async def _seq_at_time(conn: Connection, plan: _Plan, lo: int, hi: int) -> int:
     while lo < hi:
         mid = (lo + hi) // 2
         try:
-            resp = await jetstream.request(conn, f"STREAM.MSG.GET.{plan.stream}", {"seq": mid, "next_by_subj": ">"},
-                                           "looking up a time in the stream", stream=plan.stream)
+            resp = await api.request(conn, f"STREAM.MSG.GET.{plan.stream}", {"seq": mid, "next_by_subj": ">"}, what="looking up a time in the stream", stream=plan.stream)
         except NotFound:
             return hi
         m = resp["message"]
-        if (jetstream.parse_time(m["time"]) or 0) < plan.since:
+        if (parse_time(m["time"]) or 0) < plan.since:
             lo = m["seq"] + 1
         else:
             hi = mid
@@ -578,7 +587,7 @@ async def _via_get(conn: Connection, plan: _Plan, sink: _Sink, first: int, stall
         if m is not None:
             t = _rfc_ns(m["time"], cache)
             if wanted(m["subject"]):
-                got.append((m["seq"], t, jetstream.raw_message(plan.stream, m)))
+                got.append((m["seq"], t, from_msg_get(m)))
                 state["matched"] += 1
             sink.last_time = max(sink.last_time, t)
         if more():
@@ -653,7 +662,7 @@ def _report(df: pd.DataFrame, plan: _Plan, seqs: np.ndarray) -> None:
                      f"(seq {plan.start_seq}–{first_seq - 1} were purged, deleted or expired)")
     if plan.start_seq is not None and plan.start_seq > last_seq:
         notes.append(f"asked for seq {plan.start_seq}, the stream ends at {last_seq}")
-    first_ts = jetstream.parse_time(state.get("first_ts"))
+    first_ts = parse_time(state.get("first_ts"))
     if plan.since is not None and first_seq > 1 and first_ts is not None and plan.since < first_ts:
         notes.append(f"asked for messages since {pd.Timestamp(plan.since, unit='ns', tz='UTC')}, the stream starts at "
                      f"seq {first_seq} from {pd.Timestamp(first_ts, unit='ns', tz='UTC')} "

@@ -9,14 +9,16 @@ from __future__ import annotations
 import time
 
 import pandas as pd
-from nats.js import api
 
 from nbnats.data import validate
+from nbnats.engine.ordered import OrderedConsumer
 from nbnats.errors import Timeout, ValidationError
-from nbnats.kv.bucket import KV, WAIT, ack_meta, guarded, kv_frame, operation
+from nbnats.kv.bucket import KV, kv_frame, operation
 from nbnats.runtime import loop
 from nbnats.runtime.connection import Connection
-from nbnats.tail import Tail, _tails, resume_after
+from nbnats.tail import Tail, _tails
+
+WAIT = 10.0                         # seconds for the watch to start
 
 
 # -- watches: a Tail whose rows are KV revisions --------------------------------
@@ -34,18 +36,15 @@ class KVWatch(Tail):
         self.key = key
         self.caught_up = False
 
-    async def _on_kv_msg(self, msg) -> None:
+    def _on_kv_msg(self, msg, meta) -> None:
         if self.max_count is not None and self.count >= self.max_count:
             return
-        seq, ts, pending = ack_meta(msg.reply)
-        if seq is not None and self._last_seq is not None and seq <= self._last_seq:
-            return                       # redelivered after an ordered-consumer reset
-        self._last_seq = seq
+        self._last_seq = meta.seq
         if len(self._ring) == self.limit:
             self.overflow += 1
-        self._ring.append(msg.subject[len(self.kv.prefix):], ts or time.time_ns(), seq, msg.data, msg.headers)
+        self._ring.append(msg.subject[len(self.kv.prefix):], meta.time_ns, meta.seq, msg.data, msg.headers)
         self.count += 1
-        if pending == 0:
+        if meta.pending == 0:
             self.caught_up = True
         if self.max_count is not None and self.count >= self.max_count:
             self._finish()
@@ -100,20 +99,21 @@ def start_watch(kv: KV, key: str, updates_only: bool, history: bool, limit: int,
         raise ValidationError(f"limit must be a positive number of rows, not {limit!r}", "pass e.g. limit=10_000")
     conn = kv.conn
     w = KVWatch(kv, conn, key, limit, count)
-    policy = (api.DeliverPolicy.NEW if updates_only else
-              api.DeliverPolicy.ALL if history else api.DeliverPolicy.LAST_PER_SUBJECT)
+    deliver = "new" if updates_only else "all" if history else "last_per_subject"
+    reader = OrderedConsumer(conn, kv.stream, [w.subject], w._on_kv_msg, deliver=deliver,
+                             on_event=w._on_reader_event)
 
     async def start():
-        w._sub = await conn.js.subscribe(w.subject, stream=kv.stream, cb=w._on_kv_msg, ordered_consumer=True,
-                                         deliver_policy=policy, idle_heartbeat=2.0)
-        if updates_only:
-            resume_after(w._sub, (await conn.js.stream_info(kv.stream)).state.last_seq)
-        info = await w._sub.consumer_info()
-        if updates_only or (info.num_pending == 0 and not (info.delivered and info.delivered.consumer_seq)):
+        w._reader = reader             # before the first message can arrive
+        try:
+            info = await reader.start()
+        except BaseException:
+            w._reader = None
+            raise
+        if updates_only or info.get("num_pending", 0) == 0:
             w.caught_up = True
 
-    loop.run(guarded(start(), f"watching {kv.bucket}/{key}", conn), WAIT + 2, f"watching {kv.bucket}/{key}")
-    conn.watch_slow(w._sub, w)
+    loop.run(start(), WAIT + 2, f"watching {kv.bucket}/{key}")
     conn.listeners.append(w)
     loop.call_soon(w._sample)
     _tails[w.id] = w

@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-from nbnats.jetstream import streams as js
+import nbnats as js   # the public API (streams and consumers)
 from nbnats.data import units
 from nbnats.jetstream.replay import replay
 from nbnats.widgets import stream_view

@@ -17,6 +17,7 @@ import ipywidgets as w
 import pandas as pd
 
 from nbnats.jetstream import streams as jetstream
+from nbnats.jetstream.display import StreamMessage
 from nbnats.runtime import loop
 from nbnats.runtime.connection import current
 from nbnats.errors import NatsError
@@ -214,7 +215,7 @@ class StreamView(w.VBox):
         if row.empty:
             return
         r = row.iloc[0]
-        msg = jetstream.StreamMessage(self.stream, r["subject"], int(r["seq"]), int(r["time"].value),
+        msg = StreamMessage(self.stream, r["subject"], int(r["seq"]), int(r["time"].value),
                                       bytes(r["data"]), r["headers"])
         if self.rows.value != seq:
             self.rows.value = seq
@@ -231,9 +232,7 @@ class StreamView(w.VBox):
 
     def poll(self) -> int:
         """Count messages added since the page was loaded (the timer does this every 2 s)."""
-        resp = loop.run(jetstream.request(self._conn, f"STREAM.INFO.{self.stream}", None, "checking for new messages",
-                                          stream=self.stream), 10, "checking for new messages")
-        self._count_new(resp)
+        self._count_new(jetstream.stream_info(self.stream, self.connection))
         return self.new_messages
 
     def _count_new(self, resp: dict) -> None:
@@ -250,8 +249,7 @@ class StreamView(w.VBox):
         if not self._conn.connected:       # reconnecting: try again later
             return self._arm()
         try:
-            resp = await jetstream.request(self._conn, f"STREAM.INFO.{self.stream}", None, "checking for new messages",
-                                           stream=self.stream)
+            resp = await loop.to_thread(jetstream.stream_info, self.stream, self.connection)
         except Exception:          # the stream went away or the connection closed: stop counting
             self._closed = True
             return

@@ -82,7 +82,7 @@ class TailView(w.VBox):
             self.render()
 
     def _visible(self) -> list[tuple]:
-        rows = self.tail._ring.last(ROWS_SHOWN * 20)
+        rows = self.tail.last(ROWS_SHOWN * 20)
         pattern = self.filter.value.strip()
         if pattern:
             try:
@@ -98,11 +98,13 @@ class TailView(w.VBox):
         self._seen, self._dirty = t.count, False
         self.renders += 1
         state = state_html(t)
-        dropped = f"<span style='color:#b91c1c'>{t.dropped:,} dropped</span>" if t.dropped else "0 dropped"
+        lost = t.loss
+        dropped = "0 dropped" if lost == "none" else f"<span style='color:#b91c1c'>{escape(lost)} dropped</span>"
         paused = " · <b>paused</b>" if self.pause.value else ""
-        gaps = f" · {len(t._gaps)} gap(s)" if t._gaps else ""
+        n_gaps = len(t.gaps)
+        gaps = f" · {n_gaps} gap(s)" if n_gaps else ""
         self.header.value = (f"<b>{escape(t.subject)}</b> · {t.id} · {state} · {t.count:,} received · "
-                             f"{len(t._ring):,} kept · {dropped} · {t.rate:,.0f} msg/s{gaps}{paused}")
+                             f"{t.kept:,} kept · {dropped} · {t.rate:,.0f} msg/s{gaps}{paused}")
         rates = [r for _, r in _rate_points(t)]
         self.chart.value = sparkline(rates[-60:])
         if self.pause.value:
@@ -120,11 +122,11 @@ class TailView(w.VBox):
 
 def state_html(t) -> str:
     """'running', 'stopped', or a red 'disconnected — reconnecting' during an outage."""
-    if t._outage_since is not None:
+    if t.disconnected:
         return "<span style='color:#b91c1c'>disconnected — reconnecting</span>"
     return "running" if t.running else "stopped"
 
 
 def _rate_points(t) -> list[tuple[float, float]]:
-    samples = list(t._samples)
+    samples = t.samples()
     return [(t1, (c1 - c0) / (t1 - t0)) for (t0, c0), (t1, c1) in zip(samples, samples[1:]) if t1 > t0]
