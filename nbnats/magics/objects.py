@@ -18,7 +18,7 @@ from nbnats.objects import delete_object_store, is_parquet, object_stores, objec
 from nbnats.magics.core import duration
 from nbnats.magics.registry import arg, group, verb
 
-group("obj", "the object store: ls, add, rm, put, get, info")
+group("obj", "the object store: ls, add, rm, put, get, info, seal")
 
 BUCKET = arg("bucket", help="the object-store bucket")
 
@@ -33,7 +33,7 @@ def _ls(a, ctx):
 
 @verb("obj add", "create an object store (or open it if it exists)", BUCKET,
       arg("--ttl", type=duration, default=None, help="objects expire after this long (1h, 7d)"),
-      arg("--max-bytes", type=int, default=None, help="bucket size limit in bytes"),
+      arg("--max-bytes", default=None, help="bucket size limit (1000000, 512MB, 1GB)"),
       arg("--replicas", type=int, default=None), arg("--storage", choices=["file", "memory"], default=None),
       arg("--description", default=None))
 def _add(a, ctx):
@@ -91,6 +91,12 @@ def _get(a, ctx):
         return None
     data = store.get(a.name, progress=progress)
     return read_frame(data, a.name) if is_parquet(data) else data
+
+
+@verb("obj seal", "seal a bucket: it can be read, never changed again", BUCKET)
+def _seal(a, ctx):
+    objects(a.bucket).seal()
+    print(f"sealed object store {a.bucket!r}")
 
 
 @verb("obj info", "an object's metadata, or (without NAME) the bucket's", BUCKET, arg("name", nargs="?", default=None))
