@@ -6,16 +6,20 @@ from __future__ import annotations
 import asyncio
 import doctest
 import importlib
-import time
+import datetime as dt
 
 import pandas as pd
 import pytest
 
 import nbnats
+from faultkit import wait_until
 from nbnats.runtime import loop
 from nbnats.errors import (Conflict, InvalidKey, InvalidName, JetStreamError, KeyDeleted, NatsError, NotFound,
                            PayloadTooLarge, ValidationError)
-from nbnats.kv.bucket import KV, Entry, KVWatch, buckets, delete_bucket, kv as open_kv
+from nbnats.engine import api
+from nbnats.engine.publish import publish
+from nbnats.kv import KV, Entry, KVWatch, buckets, delete_bucket, kv as open_kv
+from nbnats.kv.manage import stream_config
 
 
 @pytest.fixture
@@ -33,7 +37,8 @@ def messages(bucket: KV) -> int:
 
 
 def test_doctest_examples():
-    for name in ("nbnats.kv.bucket", "nbnats.objects", "nbnats.widgets.kv_editor"):
+    for name in ("nbnats.kv.bucket", "nbnats.kv.frame", "nbnats.kv.manage", "nbnats.objects",
+                 "nbnats.widgets.kv_editor"):
         result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS)
         assert result.failed == 0, name
 
@@ -158,14 +163,130 @@ def test_ttl_bucket_and_per_key_ttl(connected, uid):
         assert s.info()["ttl"] == pd.Timedelta(seconds=1)
         s.put("session.a", {"user": "ada"})
         s.put("session.b", "short", ttl=1)
-        deadline = time.monotonic() + 6
-        while "session.a" in s and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert "session.a" not in s and "session.b" not in s
+        wait_until(lambda: "session.a" not in s, 6, "the bucket ttl expiring session.a")
+        assert "session.b" not in s
     finally:
         delete_bucket(s.bucket)
     with pytest.raises(ValidationError, match="at least 1 second"):
         open_kv(f"sess_{uid}", create=True).put("k", "v", ttl=0.5)
+
+
+def _config(bucket: str) -> dict:
+    conn = nbnats.current()
+    return loop.run(api.request(conn, f"STREAM.INFO.KV_{bucket}", what="reading"), 5, "reading")["config"]
+
+
+@pytest.mark.parametrize("ttl", ["1h", dt.timedelta(hours=1), 3600, 3600.0, "60m"])
+def test_bucket_ttl_in_every_spelling(connected, uid, ttl):
+    b = open_kv(f"ttl_{uid}", create=True, ttl=ttl)
+    try:
+        assert b.info()["ttl"] == pd.Timedelta(hours=1) and _config(b.bucket)["max_age"] == 3600 * 10**9
+        assert open_kv(b.bucket, ttl="1h").bucket == b.bucket       # the same setting, spelled otherwise
+    finally:
+        delete_bucket(b.bucket)
+
+
+def test_per_key_ttl_accepted_where_the_bucket_allows_it(connected, uid):
+    b = open_kv(f"pk_{uid}", create=True)
+    try:
+        assert b.per_key_ttl and _config(b.bucket)["allow_msg_ttl"] is True
+        rev = b.put("short", "gone soon", ttl="1s")
+        b.put("long", "stays")
+        raw = loop.run(b.read_entry("short"), 5, "reading")
+        assert raw.revision == rev
+        wait_until(lambda: "short" not in b, 8, "the per-key ttl expiring 'short'")
+        assert b.get("long").value == "stays"
+        with pytest.raises(ValidationError, match="ttl 'soon' is not a duration"):
+            b.put("k", "v", ttl="soon")
+    finally:
+        delete_bucket(b.bucket)
+
+
+def test_per_key_ttl_refused_plainly_where_the_bucket_does_not_allow_it(connected, uid):
+    bucket = f"nopk_{uid}"
+    conn = nbnats.current()
+    config = stream_config(bucket, history=2, msg_ttl=False)     # a bucket as older clients make it
+    loop.run(api.request(conn, f"STREAM.CREATE.KV_{bucket}", config, what="creating"), 5, "creating")
+    b = open_kv(bucket)
+    try:
+        assert not b.per_key_ttl
+        with pytest.raises(JetStreamError, match="does not allow per-key TTLs") as err:
+            b.put("k", "v", ttl="2s")
+        assert " — " in str(err.value) and "%nats" not in str(err.value)
+        assert b.info()["values"] == 0                              # nothing was written
+        assert b.put("k", "v") >= 1                                 # without a ttl it works
+    finally:
+        delete_bucket(bucket)
+
+
+def test_lost_compare_and_set_is_a_conflict_and_writes_nothing(kv, nats_url):
+    import nats
+
+    r1 = kv.put("race", {"n": 1})
+
+    async def theirs():
+        nc = await nats.connect(nats_url)
+        try:
+            other = await nc.jetstream().key_value(kv.bucket)
+            return await other.update("race", b'{"n": 2}', last=r1)
+        finally:
+            await nc.close()
+
+    r2 = asyncio.run(theirs())
+    before = messages(kv)
+    with pytest.raises(Conflict, match=f"changed since revision {r1}: it is now at revision {r2}") as err:
+        kv.update("race", {"n": 3}, last=r1)
+    assert isinstance(err.value, nbnats.NatsError) and err.value.current.value == {"n": 2}
+    with pytest.raises(Conflict):
+        kv.delete("race", last=r1)
+    with pytest.raises(Conflict, match="already exists"):
+        kv.create("race", {"n": 4})
+    assert messages(kv) == before and kv.get("race").revision == r2
+
+
+def test_a_bucket_made_here_is_a_bucket_to_nats_py(connected, uid, nats_url):
+    """Same stream config as nats-py's create_key_value, and a fresh nats-py KeyValue reads it."""
+    import nats
+
+    ours, theirs_name = f"compat_{uid}", f"compat_py_{uid}"
+    b = open_kv(ours, create=True, history=3, ttl="1h", max_value_size="1KB", description="d")
+    b.put("user.1", {"name": "ada"})
+    b.put("user.1", {"name": "ada", "n": 2})
+    b.put("user.2", "text")
+    b.put("gone", "x")
+    b.delete("gone")
+    b.put("purged", "x")
+    b.purge("purged")
+
+    async def read_with_nats_py():
+        nc = await nats.connect(nats_url)
+        try:
+            js = nc.jetstream()
+            await js.create_key_value(bucket=theirs_name, history=3, ttl=3600, max_value_size=1024,
+                                      description="d", direct=True)
+            kv = await js.key_value(ours)
+            status = await kv.status()
+            entry = await kv.get("user.1")
+            history = [e.revision for e in await kv.history("user.1")]
+            keys = sorted(await kv.keys())
+            mine = (await js.stream_info(f"KV_{ours}")).config.as_dict()
+            reference = (await js.stream_info(f"KV_{theirs_name}")).config.as_dict()
+            await js.delete_key_value(theirs_name)
+            return status, entry, history, keys, mine, reference
+        finally:
+            await nc.close()
+
+    try:
+        status, entry, history, keys, mine, reference = asyncio.run(read_with_nats_py())
+        assert status.bucket == ours and status.history == 3 and status.ttl == 3600
+        assert entry.value == b'{"name":"ada","n":2}' and entry.revision == b.get("user.1").revision
+        assert history == b.history("user.1")["revision"].tolist()
+        assert keys == ["user.1", "user.2"]
+        for field in ("name", "subjects"):
+            mine.pop(field), reference.pop(field)
+        assert mine == reference
+    finally:
+        delete_bucket(ours)
 
 
 def test_buckets_listing_settings_and_removal(connected, uid):
@@ -217,8 +338,8 @@ def test_unknown_bucket_and_bad_settings(connected, uid):
         open_kv(f"h_{uid}", create=True, storage="disk")
     with pytest.raises(JetStreamError, match="replicas"):
         open_kv(f"r_{uid}", create=True, replicas=3)      # a single server
-    with pytest.raises(ValidationError, match="ttl must be"):
-        open_kv(f"t_{uid}", create=True, ttl="1h")
+    with pytest.raises(ValidationError, match="ttl 'soon' is not a duration"):
+        open_kv(f"t_{uid}", create=True, ttl="soon")
     names = buckets()["bucket"].tolist()
     assert not any(n.endswith(uid) for n in names)
 
@@ -235,7 +356,7 @@ def test_a_removed_bucket_and_a_server_without_jetstream(connected, uid):
         nbnats.connect(plain.url, name="nojs")
         nbnats.use("default")
         try:
-            with pytest.raises(JetStreamError, match="JetStream did not answer"):
+            with pytest.raises(JetStreamError, match="JetStream is not enabled on the server"):
                 open_kv("anything", connection="nojs")
         finally:
             nbnats.close("nojs")
@@ -284,8 +405,7 @@ def test_watch_is_never_stalled_by_a_burst(kv):
     conn = kv.conn
 
     async def burst():
-        acks = [await conn.js.publish_async(f"{kv.prefix}burst.{i}", b"%d" % i) for i in range(3000)]
-        await asyncio.gather(*acks)
+        await asyncio.gather(*(publish(conn, f"{kv.prefix}burst.{i}", b"%d" % i) for i in range(3000)))
 
     try:
         loop.run(burst(), 30, "a burst of puts")
