@@ -12,6 +12,7 @@ import nats.errors
 import orjson
 
 from nbnats.engine import api
+from nbnats.engine.errors import NO_LEADER, NO_LEADER_FIX
 from nbnats.errors import JetStreamError, NotFound
 
 ACK, NAK, TERM, WPI = b"+ACK", b"-NAK", b"+TERM", b"+WPI"
@@ -102,7 +103,11 @@ async def pull(conn, stream: str, consumer: str, batch: int, *, expires: float |
     code, text = status.get("code", ""), status.get("text", "")
     if code and code not in _END and not (code == "409" and "Leadership" in text):
         if code == "503":
-            raise api.no_jetstream(conn)
+            # Nobody serves this consumer's MSG.NEXT subject: the consumer (or JetStream) is missing.
+            # CONSUMER.INFO words which one; if it answers, JetStream is between leaders.
+            await api.request(conn, f"CONSUMER.INFO.{stream}.{consumer}", what=f"reading consumer {consumer!r}",
+                              stream=stream, consumer=consumer)
+            raise JetStreamError(NO_LEADER, NO_LEADER_FIX)
         raise refused(stream, consumer, code, text)
     return got
 
