@@ -185,7 +185,7 @@ class Worker:
                 return
             except (NotConnected, Timeout) as exc:
                 if time.monotonic() > deadline:
-                    self._error(msg, f"its {kind.decode().strip("+-").lower()} was not confirmed ({exc.what}); "
+                    self._error(msg, f"its {kind.decode().strip('+-').lower()} was not confirmed ({exc.what}); "
                                      "the server will deliver it again")
                     return
                 await asyncio.sleep(wait)
