@@ -46,6 +46,7 @@ class Context:
 
 
 VERBS: dict[tuple[str, ...], Verb] = {}
+SECRET_FLAGS = {"--password", "--token", "--nkey", "--creds"}
 GROUP_HELP: dict[str, str] = {}
 
 
@@ -204,6 +205,11 @@ def parse(line: str) -> argparse.Namespace:
     if not tokens:
         raise MagicUsageError("%nats needs a command", "try %nats --help, or e.g. %nats sub 'orders.>'")
     args, extra = parser.parse_known_args(tokens)
+    if extra and SECRET_FLAGS & set(tokens):
+        # The extra words may be the rest of a secret typed unquoted: never echo them.
+        v = getattr(args, "_verb", None)
+        raise MagicUsageError(f"%nats {' '.join(v.path) if v else ''} got {len(extra)} word(s) more than it takes",
+                              "quote a value that contains spaces, e.g. --password 'two words'")
     if extra:
         v = getattr(args, "_verb", None)
         owner = parser.verb_parsers.get(v.path) if v else parser

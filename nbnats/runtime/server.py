@@ -29,45 +29,16 @@ import urllib.request
 from pathlib import Path
 from typing import Sequence
 
-from nbnats.runtime import procguard
+from nbnats.runtime import procguard, sysaccount
+from nbnats.runtime.sysaccount import Credentials
 from nbnats.errors import ServerError
 
-__all__ = ["start", "find_binary", "running_servers", "Server", "Node", "Credentials", "MIN_VERSION"]
+__all__ = ["start", "find_binary", "running_servers", "version_of", "Server", "Node", "Credentials", "MIN_VERSION"]
 
 MIN_VERSION = (2, 10, 0)
 _registry: list[Server] = []
 _lock = threading.RLock()
 _versions: dict[str, tuple[int, int, int]] = {}
-
-
-class Credentials:
-    """Generated secrets for ``auth="token"`` or ``auth="user"``; never shown by ``repr``.
-
-    >>> c = Credentials("token", token="s3cret"); c
-    Credentials(kind='token', <hidden>)
-    >>> c.options()
-    {'token': 's3cret'}
-    """
-
-    __slots__ = ("kind", "token", "user", "password")
-
-    def __init__(self, kind: str, *, token: str | None = None, user: str | None = None, password: str | None = None):
-        self.kind, self.token, self.user, self.password = kind, token, user, password
-
-    def options(self) -> dict:
-        """Keyword arguments for ``nats.connect(url, **creds.options())``.
-
-        >>> Credentials("user", user="u", password="p").options()
-        {'user': 'u', 'password': 'p'}
-        """
-        if self.kind == "token":
-            return {"token": self.token}
-        return {"user": self.user, "password": self.password}
-
-    def __repr__(self) -> str:
-        return f"Credentials(kind={self.kind!r}, <hidden>)"
-
-    __str__ = __repr__
 
 
 def find_binary() -> str:
@@ -142,6 +113,15 @@ def _client_host(host: str) -> str:
     return f"[{h}]" if ":" in h else h
 
 
+def version_of(srv: Server) -> tuple[int, int, int]:
+    """The version of the binary a server runs, e.g. ``(2, 15, 1)``.
+
+    >>> version_of(start()) >= MIN_VERSION
+    True
+    """
+    return _check_version(srv.nodes[0]._binary)
+
+
 def _get_json(url: str, timeout: float) -> dict:
     with urllib.request.urlopen(url, timeout=timeout) as resp:
         return json.loads(resp.read())
@@ -159,8 +139,12 @@ class Node:
     """
 
     def __init__(self, *, binary: str, name: str, host: str, port: int | None, monitor_port: int | None,
-                 run_dir: Path, store_dir: Path | None, temp_dirs: Sequence[str], args: Sequence[str]):
+                 run_dir: Path, store_dir: Path | None, temp_dirs: Sequence[str], args: Sequence[str],
+                 system: Credentials | None = None, monitor: bool = False):
         self.name = name
+        self.system = system              # the system account's user, for reports (sysaccount.request)
+        self.monitor = monitor            # an HTTP monitoring port on loopback, only when asked
+        self.server_id: str | None = None
         self.host = host
         self.port = port
         self.monitor_port = monitor_port
@@ -190,8 +174,10 @@ class Node:
         return self._proc is not None and self._proc.poll() is None
 
     def _argv(self) -> list[str]:
-        argv = [self._binary, "-a", self.host, "-p", str(self.port or -1), "-m", str(self.monitor_port or -1),
-                "--ports_file_dir", str(self.run_dir), "-n", self.name]
+        argv = [self._binary, "-a", self.host, "-p", str(self.port or -1), "--ports_file_dir", str(self.run_dir),
+                "-n", self.name]
+        if self.monitor:
+            argv += ["--http_host", "127.0.0.1", "-m", str(self.monitor_port or -1)]
         if self.store_dir is not None:
             argv += ["-js", "-sd", str(self.store_dir)]
         return argv + self._args
@@ -200,7 +186,7 @@ class Node:
         if self._closed:
             raise ServerError(f"node {self.name} belongs to a stopped server", "start a new one with server.start()")
         for port, what in ((self.port, "client"), (self.monitor_port, "monitoring")):
-            if port and _port_in_use(self.host if what == "client" else "127.0.0.1", port):
+            if port and (what == "client" or self.monitor) and _port_in_use(self.host if what == "client" else "127.0.0.1", port):
                 raise ServerError(f"port {port} ({what} port of {self.name}) is already in use",
                                   "stop whatever holds it, or start a new server without a fixed port")
         self._log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
@@ -237,23 +223,39 @@ class Node:
         """One readiness probe; raises if the process died."""
         if self._proc is None or self._proc.poll() is not None:
             raise self._died()
-        if not self.port or not self.monitor_port:
-            ports_file = next(self.run_dir.glob(f"*_{self._proc.pid}.ports"), None)
-            try:
-                ports = json.loads(ports_file.read_text()) if ports_file else None
-            except (OSError, ValueError):
-                ports = None  # written but not complete yet
-            if not ports:
-                return False
-            self.port = int(ports["nats"][0].rsplit(":", 1)[1])
+        ports_file = next(self.run_dir.glob(f"*_{self._proc.pid}.ports"), None)
+        try:
+            ports = json.loads(ports_file.read_text()) if ports_file else None
+        except (OSError, ValueError):
+            ports = None  # written but not complete yet
+        if not ports or (self.monitor and not ports.get("monitoring")):
+            return False
+        self.port = int(ports["nats"][0].rsplit(":", 1)[1])
+        if self.monitor:
             self.monitor_port = int(ports["monitoring"][0].rsplit(":", 1)[1])
         try:
-            return _get_json(self._monitor("healthz"), 0.5).get("status") == "ok"
-        except (OSError, ValueError):
+            self.server_id = sysaccount.read_info(self.host, self.port, 0.5)["server_id"]
+            return self.report("HEALTHZ", timeout=0.5).get("status") == "ok"
+        except (OSError, ValueError, KeyError):
             return False
 
+    def report(self, endpoint: str, body: dict | None = None, timeout: float = 2.0) -> dict:
+        """A server report (``VARZ``, ``JSZ``, ``HEALTHZ``, ``CONNZ`` …) through the system account,
+        else the loopback monitoring port, else ``{}`` when the server's own configuration has neither.
+
+        >>> srv.nodes[0].report("VARZ")["server_name"]   # doctest: +SKIP
+        'nbnats-1a2b3c'
+        """
+        if self.system is not None:
+            return sysaccount.request(self, endpoint, body, timeout)
+        if self.monitor_port:
+            return _get_json(self._monitor(endpoint.lower()), timeout)
+        if endpoint == "HEALTHZ":
+            return {"status": "ok"}       # answered INFO: as ready as anything can tell
+        return {}
+
     def _monitor(self, endpoint: str) -> str:
-        return f"http://{_client_host(self.host)}:{self.monitor_port}/{endpoint}"
+        return f"http://127.0.0.1:{self.monitor_port}/{endpoint}"
 
     def _wait_ready(self, deadline: float, timeout: float) -> None:
         while not self._poll_ready():
@@ -301,8 +303,8 @@ class Node:
         if not self.running:
             return base
         try:
-            v = _get_json(self._monitor("varz"), 2.0)
-            j = _get_json(self._monitor("jsz"), 2.0)
+            v = self.report("VARZ")
+            j = self.report("JSZ")
         except (OSError, ValueError) as exc:
             return {**base, "error": str(exc)}
         keys = ("server_name", "version", "port", "connections", "total_connections", "in_msgs", "out_msgs",
@@ -429,24 +431,37 @@ class Server:
 
 
 def start(port: int | None = None, jetstream: bool = True, cluster: int = 1, store: str | os.PathLike | None = None,
-          *, host: str = "127.0.0.1", max_payload: int | None = None, auth: str | None = None,
-          extra_args: Sequence[str] = (), timeout: float = 10.0) -> Server:
+          *, host: str = "127.0.0.1", max_payload: int | None = None, auth: str | None = "user",
+          monitor: bool = False, extra_args: Sequence[str] = (), timeout: float = 10.0) -> Server:
     """Start a nats-server (``cluster=N``: N routed nodes) and wait until it is ready.
 
-    ``port=None`` picks free ports; ``store=None`` uses a temp JetStream store
-    deleted by ``stop()``; ``auth="token"`` or ``"user"`` generates secrets,
-    found in ``srv.auth``. Raises :class:`~nbnats.errors.ServerError`.
+    Locked down by default: clients need the user and password generated for
+    this server (``srv.auth``; ``nbnats.connect(srv.url)`` uses them by itself),
+    and reports go through a system account only this process knows, not an
+    open HTTP port. ``auth="none"`` starts an open server; ``monitor=True``
+    adds an HTTP monitoring port on loopback. ``port=None`` picks free ports;
+    ``store=None`` uses a temp JetStream store deleted by ``stop()`` (a store
+    folder is created private, 0700). Passing your own ``-c FILE`` in
+    ``extra_args`` leaves authentication to that file. Raises
+    :class:`~nbnats.errors.ServerError`.
 
-    >>> srv = start(auth="token")
-    >>> import nats; nc = await nats.connect(srv.url, **srv.auth.options())
+    >>> srv = start()
+    >>> conn = nbnats.connect(srv.url)                  # the generated credentials, used by nbnats
+    >>> other = srv.auth.url(srv.url)                   # nats://USER:PASS@127.0.0.1:PORT for other programs
     >>> srv.stop()
     """
     if not isinstance(cluster, int) or cluster < 1:
         raise ServerError(f"cluster={cluster!r} is not a node count", "pass cluster=1, or 3 for a JetStream cluster")
     if port is not None and not (isinstance(port, int) and 0 < port <= 65536 - cluster):
         raise ServerError(f"port={port!r} is not a usable port number", "pass a port from 1 to 65535, or omit it")
-    if auth not in (None, "token", "user"):
-        raise ServerError(f"auth={auth!r} is not supported", "pass auth='token', auth='user' or leave it out")
+    own_config = any(a in ("-c", "--config") or a.startswith("--config=") for a in extra_args)
+    if own_config:
+        auth = "none"            # the caller's own config file owns authentication
+    elif auth is None:
+        auth = "user"
+    if auth not in ("user", "none"):
+        raise ServerError(f"auth={auth!r} is not supported",
+                          "pass auth='user' (generated credentials, the default) or auth='none' (an open server)")
     if max_payload is not None and not (isinstance(max_payload, int) and max_payload > 0):
         raise ServerError(f"max_payload={max_payload!r} is not a positive byte count", "pass e.g. max_payload=1048576")
     binary = find_binary()
@@ -459,15 +474,11 @@ def start(port: int | None = None, jetstream: bool = True, cluster: int = 1, sto
             raise ServerError(f"port {p} is already in use", "choose another port or omit port")
     run_dir = Path(tempfile.mkdtemp(prefix="nbnats-server-"))
     try:
-        creds, config = None, []
+        creds = Credentials.generate() if auth == "user" else None
+        system = None if own_config else Credentials.generate("nbnats-sys")
+        config = [] if own_config else [sysaccount.config(creds, system, jetstream)]
         if max_payload is not None:
             config.append(f"max_payload: {max_payload}")
-        if auth == "token":
-            creds = Credentials("token", token=secrets.token_hex(16))
-            config.append(f'authorization {{ token: "{creds.token}" }}')
-        elif auth == "user":
-            creds = Credentials("user", user=f"nbnats-{secrets.token_hex(3)}", password=secrets.token_hex(16))
-            config.append(f'authorization {{ user: "{creds.user}", password: "{creds.password}" }}')
         args: list[str] = []
         if config:
             # Secrets go in a private file, not argv, where `ps` would show them to every user.
@@ -480,13 +491,14 @@ def start(port: int | None = None, jetstream: bool = True, cluster: int = 1, sto
         store_root = None
         if jetstream:
             store_root = Path(store).expanduser().resolve() if keep_store else run_dir / "jetstream"
-            store_root.mkdir(parents=True, exist_ok=True)
+            store_root.mkdir(parents=True, exist_ok=True, mode=0o700)
+            store_root.chmod(0o700)          # the messages are the session's: private to this user
         prefix = f"nbnats-{secrets.token_hex(3)}"
         nodes = []
         if cluster == 1:
             nodes.append(Node(binary=binary, name=prefix, host=host, port=ports[0], monitor_port=None,
                               run_dir=run_dir, store_dir=store_root, temp_dirs=[str(run_dir)],
-                              args=args + list(extra_args)))
+                              args=args + list(extra_args), system=system, monitor=monitor or own_config))
         else:
             free = iter(_free_ports(3 * cluster))
             ports = [p or next(free) for p in ports]
@@ -501,9 +513,10 @@ def start(port: int | None = None, jetstream: bool = True, cluster: int = 1, sto
                                     "--routes", routes] + list(extra_args)
                 node_store = store_root / f"n{i + 1}" if store_root else None
                 if node_store:
-                    node_store.mkdir(exist_ok=True)
+                    node_store.mkdir(exist_ok=True, mode=0o700)
                 nodes.append(Node(binary=binary, name=name, host=host, port=ports[i], monitor_port=monitor_ports[i],
-                                  run_dir=node_dir, store_dir=node_store, temp_dirs=[str(run_dir)], args=node_args))
+                                  run_dir=node_dir, store_dir=node_store, temp_dirs=[str(run_dir)], args=node_args,
+                                  system=system, monitor=monitor or own_config))
     except BaseException:
         shutil.rmtree(run_dir, ignore_errors=True)
         raise
@@ -530,7 +543,7 @@ def _wait_meta_leader(srv: Server, deadline: float, timeout: float) -> None:
     while True:
         for node in srv.nodes:
             try:
-                if (_get_json(node._monitor("jsz"), 0.5).get("meta_cluster") or {}).get("leader"):
+                if (node.report("JSZ", timeout=0.5).get("meta_cluster") or {}).get("leader"):
                     return
             except (OSError, ValueError):
                 pass

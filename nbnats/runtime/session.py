@@ -6,19 +6,31 @@
 
 from __future__ import annotations
 
+import json
+import os
+from pathlib import Path
 from typing import Any
 
-from nbnats.runtime import connection, server
 from nbnats import messaging, tail
-from nbnats.services import stop_services
+from nbnats.data import validate
 from nbnats.errors import NatsError, NotFound
+from nbnats.runtime import connection, server
+from nbnats.runtime.sysaccount import Credentials
+from nbnats.services import stop_services
 
 _server = None
 
 
+OPEN_NOTICE = "nbnats: this server accepts anyone on this machine without credentials (auth='none')"
+
+
 def start_server(port: int | None = None, jetstream: bool = True, cluster: int = 1,
-                 store: str | None = None, auth: str | None = None, connect: bool = True):
+                 store: str | None = None, auth: str = "user", connect: bool = True):
     """Start the bundled nats-server and (by default) connect the session to it.
+
+    It requires the credentials generated for it (``auth="user"``); other
+    programs get them from :func:`server_url` or :func:`write_context`.
+    ``auth="none"`` starts an open server, and says so.
 
     >>> srv = nbnats.start_server(cluster=3)   # doctest: +SKIP
     >>> srv.url                                # doctest: +SKIP
@@ -26,13 +38,55 @@ def start_server(port: int | None = None, jetstream: bool = True, cluster: int =
     """
     global _server
     srv = server.start(port=port, jetstream=jetstream, cluster=cluster, store=store, auth=auth)
+    if srv.auth is None:
+        print(OPEN_NOTICE)
     if _server is not None and _server.running:
         stop_server()
     _server = srv
     if connect:
-        creds = srv.auth.options() if getattr(srv, "auth", None) else {}
-        connection.connect(srv.url, **creds)
+        connection.connect(srv.url)          # finds the generated credentials itself
     return srv
+
+
+def server_url(secret: bool = False, connection_name: str | None = None) -> str:
+    """The current connection's URL for another program; its credentials masked unless ``secret=True``.
+
+    >>> nbnats.server_url()              # doctest: +SKIP
+    'nats://***:***@127.0.0.1:41001'
+    >>> nbnats.server_url(secret=True)   # doctest: +SKIP
+    'nats://nbnats-1a2b3c:8f0c…@127.0.0.1:41001'
+    """
+    conn = connection.current(connection_name)
+    creds = conn._credentials
+    if creds.get("user") and creds.get("password"):
+        shown = Credentials(creds["user"], creds["password"]) if secret else Credentials("***", "***")
+        return shown.url(conn.url).replace("%2A", "*")
+    if creds.get("token"):
+        return conn.url.replace("://", f"://{creds['token'] if secret else '***'}@")
+    return conn.url
+
+
+def write_context(name: str, connection_name: str | None = None) -> Path:
+    """Write a natscli context for the current connection (``nats --context NAME …``); returns its path.
+
+    The file holds the credentials, so it is created readable by this user only (0600).
+
+    >>> nbnats.write_context("notebook")   # doctest: +SKIP
+    PosixPath('/home/ada/.config/nats/context/notebook.json')
+    """
+    validate.name(name, "context")
+    conn = connection.current(connection_name)
+    base = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config") / "nats" / "context"
+    base.mkdir(parents=True, exist_ok=True, mode=0o700)
+    creds = conn._credentials
+    ctx = {"description": "the nbnats notebook's server", "url": conn.url, "user": creds.get("user", ""),
+           "password": creds.get("password", ""), "token": creds.get("token", "")}
+    path = base / f"{name}.json"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        os.fchmod(f.fileno(), 0o600)
+        json.dump(ctx, f, indent=2)
+    return path
 
 
 def stop_server(timeout: float = 10.0) -> None:
