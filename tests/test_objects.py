@@ -24,6 +24,13 @@ def ob(connected, uid) -> ObjectStore:
         pass
 
 
+@pytest.fixture
+def their_url(connected, nats_url) -> str:
+    """The session server's URL with its credentials, for another client (nats-py)."""
+    from nbnats.runtime import session
+    return session.server_url(secret=True) if hasattr(session, "server_url") else nats_url
+
+
 def test_bytes_round_trip_and_large_objects_are_chunked(ob, connected):
     info = ob.put("hello.txt", b"hello")
     assert isinstance(info, ObjectInfo) and info.size == 5 and info.chunks == 1
@@ -147,47 +154,145 @@ def test_a_full_bucket_refuses_and_leaves_no_chunks(connected, uid):
         delete_object_store(small.bucket)
 
 
+def _purge(ob, subject: str) -> None:
+    from nbnats.engine import api
+    from nbnats.runtime import loop
+    loop.run(api.request(ob.conn, f"STREAM.PURGE.{ob.stream}", {"filter": subject}, what="purging"), 10, "purging")
+
+
+def _publish(ob, subject: str, data: bytes) -> None:
+    from nbnats.engine.publish import publish
+    from nbnats.runtime import loop
+    loop.run(publish(ob.conn, subject, data), 10, "publishing a chunk")
+
+
 def test_missing_chunks_are_reported(ob):
     ob.put("broken", os.urandom(300_000))
-    nuid = ob.info("broken").nuid
-    conn = ob.conn
-
-    async def purge_chunks():
-        await conn.js.purge_stream(ob.stream, subject=f"$O.{ob.bucket}.C.{nuid}")
-
-    from nbnats.runtime import loop
-    loop.run(purge_chunks(), 10, "purging chunks")
+    _purge(ob, f"$O.{ob.bucket}.C.{ob.info('broken').nuid}")
     with pytest.raises(JetStreamError, match="chunks of object 'broken' are missing"):
         ob.get("broken")
 
 
+def test_corrupted_chunks_are_detected_on_get(ob, tmp_path):
+    data = os.urandom(300_000)
+    ob.put("extra", data)
+    chunks = f"$O.{ob.bucket}.C.{ob.info('extra').nuid}"
+    _publish(ob, chunks, b"not part of it")                      # one chunk too many
+    with pytest.raises(JetStreamError, match="'extra' in bucket .* came back damaged: its chunks hold more"):
+        ob.get("extra")
+    ob.put("swapped", data)
+    chunks = f"$O.{ob.bucket}.C.{ob.info('swapped').nuid}"
+    _purge(ob, chunks)
+    _publish(ob, chunks, bytes(len(data)))                     # the right size, the wrong bytes
+    with pytest.raises(JetStreamError, match="came back damaged: its SHA-256 digest does not match"):
+        ob.get("swapped", out=tmp_path / "swapped.bin")
+    assert list(tmp_path.iterdir()) == []                      # no file, no temp file written
+    _purge(ob, chunks)
+    _publish(ob, chunks, data[:1000])                          # chunks lost at the end
+    with pytest.raises(JetStreamError, match="hold 1,000 bytes, its metadata names 300,000"):
+        ob.get("swapped")
+
+
+def test_twenty_megabytes_round_trip(ob):
+    import time
+    data = os.urandom(20 * 1024 * 1024)
+    t0 = time.perf_counter()
+    info = ob.put("big", data)
+    t1 = time.perf_counter()
+    back = ob.get("big")
+    t2 = time.perf_counter()
+    assert back == data and info.size == len(data) and info.chunks == 160
+    print(f"\n20 MiB object: put {t1 - t0:.2f} s ({20 / (t1 - t0):.0f} MiB/s), "
+          f"get {t2 - t1:.2f} s ({20 / (t2 - t1):.0f} MiB/s)")
+    assert t2 - t0 < 30
+
+
+def test_bucket_settings_take_units_and_match_the_other_clients(connected, uid, their_url):
+    from nbnats.engine import api
+    from nbnats.runtime import loop
+    ours = objects(f"set_{uid}", create=True, ttl="1h", max_bytes="64MB", description="units")
+    try:
+        row = ours.status()
+        assert row["ttl"] == pd.Timedelta(hours=1) and row["description"] == "units" and not row["sealed"]
+        info = lambda b: loop.run(api.request(connected, f"STREAM.INFO.OBJ_{b}", what="x"), 10, "x")["config"]  # noqa: E731
+
+        async def theirs():
+            import nats
+            from nats.js.api import ObjectStoreConfig
+            nc = await nats.connect(their_url)
+            try:
+                await nc.jetstream().create_object_store(f"py_{uid}", ObjectStoreConfig(
+                    ttl=3600, max_bytes=64 * 1024 * 1024, description="units"))
+            finally:
+                await nc.close()
+
+        asyncio.run(theirs())
+        mine, py = info(f"set_{uid}"), info(f"py_{uid}")
+        for key in ("subjects", "max_age", "max_bytes", "discard", "allow_rollup_hdrs", "allow_direct",
+                    "storage", "num_replicas", "retention", "deny_delete", "deny_purge", "max_msgs_per_subject"):
+            want = [s.replace(f"py_{uid}", f"set_{uid}") for s in py[key]] if key == "subjects" else py[key]
+            assert mine[key] == want, key
+        with pytest.raises(ValidationError, match="max_bytes '64 lots' is not a size"):
+            objects(f"x_{uid}", create=True, max_bytes="64 lots")
+        with pytest.raises(ValidationError, match="ttl 'soon' is not a duration"):
+            objects(f"x_{uid}", create=True, ttl="soon")
+    finally:
+        delete_object_store(ours.bucket)
+        delete_object_store(f"py_{uid}")
+
+
+def test_a_sealed_bucket_reads_but_refuses_changes(ob):
+    ob.put("kept", b"k")
+    ob.seal()
+    assert ob.status()["sealed"] and ob.get("kept") == b"k" and ob.ls()["name"].tolist() == ["kept"]
+    for call in (lambda: ob.put("new", b"n"), lambda: ob.delete("kept")):
+        with pytest.raises(JetStreamError, match="is sealed: it can be read but not changed"):
+            call()
+
+
 # -- the other side: a plain nats-py client ---------------------------------------------
-def test_raw_nats_py_objects_read_and_written(ob, nats_url):
+def test_raw_nats_py_objects_read_and_written(ob, their_url):
     import nats
 
     payload = os.urandom(400_000)
 
-    async def write():
-        nc = await nats.connect(nats_url)
+    async def with_theirs(fn):
+        nc = await nats.connect(their_url)
         try:
-            theirs = await nc.jetstream().object_store(ob.bucket)
-            await theirs.put("from-py", payload)
+            return await fn(await nc.jetstream().object_store(ob.bucket))
         finally:
             await nc.close()
 
-    asyncio.run(write())
-    assert ob.get("from-py") == payload
-    ob.put("from-nbnats", payload[::-1])
+    async def write(theirs):
+        from nats.js.api import ObjectMeta
+        await theirs.put("from-py", payload, meta=ObjectMeta(description="by nats-py", headers={"Owner": ["py"]}))
+        await theirs.put("from-py-empty", b"")
 
-    async def read():
-        nc = await nats.connect(nats_url)
-        try:
-            theirs = await nc.jetstream().object_store(ob.bucket)
-            return (await theirs.get("from-nbnats")).data
-        finally:
-            await nc.close()
+    asyncio.run(with_theirs(write))
+    assert ob.get("from-py") == payload and ob.get("from-py-empty") == b""
+    info = ob.info("from-py")
+    assert info.description == "by nats-py" and info.headers == {"Owner": ["py"]} and info.chunks == 4
+    ob.put("from-nbnats", payload[::-1], description="by nbnats", headers={"Owner": "nb"})
+    ob.put("gone", b"x")
+    ob.delete("gone")
+    ob.put("from-py", b"replaced by nbnats")
 
-    assert asyncio.run(read()) == payload[::-1]
+    async def read(theirs):
+        got = await theirs.get("from-nbnats")
+        names = sorted(i.name for i in await theirs.list(ignore_deletes=True))
+        return got, names, (await theirs.get("from-py")).data, await theirs.get_info("gone", show_deleted=True)
+
+    got, names, replaced, gone = asyncio.run(with_theirs(read))
+    assert got.data == payload[::-1] and got.info.description == "by nbnats" and got.info.headers == {"Owner": ["nb"]}
+    assert got.info.size == len(payload) and got.info.digest.startswith("SHA-256=")
+    assert names == ["from-nbnats", "from-py", "from-py-empty"] and replaced == b"replaced by nbnats"
+    assert gone.deleted and gone.size == 0
+
+    async def delete(theirs):
+        await theirs.delete("from-nbnats")
+
+    asyncio.run(with_theirs(delete))
+    assert "from-nbnats" not in ob and ob.ls()["name"].tolist() == ["from-py", "from-py-empty"]
 
 
 # -- magics ------------------------------------------------------------------------------
@@ -211,11 +316,18 @@ def test_obj_magics(ip, uid, tmp_path):
     out = tmp_path / "copy.txt"
     run(f"obj get {bucket} report.txt --out {out}")
     assert out.read_bytes() == b"quarterly numbers"
-    for line, fragment in [(f"obj get {bucket} nope", "is not in bucket"),
+    for line, fragment in [(f"obj get {bucket} nope", f"is not in bucket '{bucket}' — check the name; %nats obj ls {bucket}"),
                            (f"obj put {bucket} no_such_thing", "no file or notebook variable"),
-                           (f"obj ls nobucket_{uid}", "does not exist")]:
+                           (f"obj ls nobucket_{uid}", f"does not exist — create it with %nats obj add nobucket_{uid}"),
+                           (f"obj add x{uid} --max-bytes lots", "max_bytes 'lots' is not a size")]:
         r = ip.run_cell(f"%nats {line}")
         assert not r.success and fragment in str(r.error_in_exec), line
+    run(f"obj add sealed{uid} --ttl 1h --max-bytes 1MB")
+    assert run("obj ls").set_index("bucket").loc[f"sealed{uid}", "ttl"] == pd.Timedelta(hours=1)
+    run(f"obj seal sealed{uid}")
+    r = ip.run_cell(f"%nats obj put sealed{uid} blob")
+    assert not r.success and "is sealed" in str(r.error_in_exec)
+    run(f"obj rm sealed{uid}")
     run(f"obj rm {bucket} report.txt")
     assert "report.txt" not in run(f"obj ls {bucket}")["name"].tolist()
     run(f"obj rm {bucket}")

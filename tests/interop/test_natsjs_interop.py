@@ -74,9 +74,16 @@ def test_kv_written_by_nbnats_reads_in_natsjs(connected, nats_url, uid, direct):
         delete_bucket(bucket)
 
 
-def test_objects_written_by_natsjs_read_back(connected, nats_url, uid):
+@pytest.fixture
+def their_url(connected, nats_url) -> str:
+    """The session server's URL with its credentials, for nats.js."""
+    from nbnats.runtime import session
+    return session.server_url(secret=True) if hasattr(session, "server_url") else nats_url
+
+
+def test_objects_written_by_natsjs_read_back(their_url, uid):
     bucket = f"jso_{uid}"
-    wrote = natsjs(nats_url, "obj-write", bucket)
+    wrote = natsjs(their_url, "obj-write", bucket)
     try:
         ob = objects(bucket)
         data = ob.get("js.bin")
@@ -89,19 +96,23 @@ def test_objects_written_by_natsjs_read_back(connected, nats_url, uid):
         delete_object_store(bucket)
 
 
-def test_objects_written_by_nbnats_read_in_natsjs(connected, nats_url, uid):
+def test_objects_written_by_nbnats_read_in_natsjs(their_url, uid):
     bucket = f"pyo_{uid}"
     ob = objects(bucket, create=True)
     try:
         payload = pattern(1_500_000)                   # chunked, larger than max_payload
+        ob.put("py.bin", b"an older version, replaced")
         ob.put("py.bin", payload)
+        ob.put("py.gone", b"deleted before nats.js looks")
+        ob.delete("py.gone")
         df = pd.DataFrame({"a": [1, 2, 3], "b": ["x", "y", "z"]})
         ob.put("py.parquet", df)
-        seen = natsjs(nats_url, "obj-read", bucket)
+        seen = natsjs(their_url, "obj-read", bucket)
         assert seen["bin"] == {"size": len(payload), "sha256": hashlib.sha256(payload).hexdigest()}
         assert seen["parquet"]["magic"] == "PAR1"
         assert seen["parquet"]["headers"] == {"Content-Type": "application/vnd.apache.parquet"}
-        assert seen["names"] == ["py.bin", "py.parquet"]
+        assert seen["names"] == ["py.bin", "py.parquet"]          # deleted objects are not listed
+        assert ob.status()["messages"] == len(payload) // (128 * 1024) + 1 + 1 + 3   # old chunks purged
     finally:
         try:
             delete_object_store(bucket)
