@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import atexit
 
-from nbnats import aio, measure, plot, schema
+from nbnats import aio, measure, schema
 from nbnats.data import codecs
 from nbnats.runtime import server
 from nbnats.measure import ping
@@ -30,9 +30,10 @@ from nbnats.objects import ObjectInfo, ObjectStore, delete_object_store, object_
 from nbnats.data.payload import Message
 from nbnats.services import add_service, service_info, service_stats, services
 from nbnats.jetstream.replay import ReplayWarning, replay
+from nbnats.jetstream.consume import Batch, fetch
+from nbnats.jetstream.worker import Worker, consume
 from nbnats.runtime.session import server_info, start_server, stop, stop_all, stop_server
 from nbnats.tail import Tail, tail, tails
-from nbnats.widgets.stream_view import StreamView, view
 
 __version__ = "0.1.0"
 
@@ -53,6 +54,19 @@ def _at_exit() -> None:
 
 atexit.register(_at_exit)
 
+# Figures and widgets load on first use, so `import nbnats` stays light (no plotly, no ipywidgets).
+_LAZY = {"plot": ("nbnats.plot", None), "view": ("nbnats.widgets.stream_view", "view"),
+         "StreamView": ("nbnats.widgets.stream_view", "StreamView")}
+
+
+def __getattr__(name: str):
+    if name not in _LAZY:
+        raise AttributeError(f"module 'nbnats' has no attribute {name!r}")
+    import importlib
+    module, attr = _LAZY[name]
+    value = importlib.import_module(module)
+    return value if attr is None else getattr(value, attr)
+
 __all__ = [
     "aio", "measure", "codecs", "plot", "schema", "server", "ping", "close", "connect", "connections", "current", "status", "use",
     "publish", "publish_frame", "request", "serve", "PubAck", "Service", "Message",
@@ -65,5 +79,5 @@ __all__ = [
     "objects", "object_stores", "delete_object_store", "ObjectStore", "ObjectInfo",
     "streams", "add_stream", "stream_info", "edit_stream", "delete_stream", "purge_stream", "get_message",
     "consumers", "add_consumer", "consumer_info", "delete_consumer", "next", "StreamInfo", "ConsumerInfo",
-    "StreamMessage", "replay", "ReplayWarning", "view", "StreamView",
+    "StreamMessage", "replay", "ReplayWarning", "view", "StreamView", "fetch", "Batch", "consume", "Worker",
 ]

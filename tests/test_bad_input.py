@@ -21,7 +21,7 @@ from nbnats.runtime import connection, server
 from nbnats.data import validate
 from nbnats.magics.registry import VERBS
 
-js = importlib.import_module("nbnats.jetstream.streams")
+js = nbnats          # the public API: streams and consumers
 replay = importlib.import_module("nbnats.jetstream.replay").replay
 kv_mod = importlib.import_module("nbnats.kv.bucket")
 

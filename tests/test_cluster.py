@@ -49,7 +49,7 @@ def node_named(cluster, name):
 
 def stream_leader(conn, stream: str) -> str:
     async def info():
-        return (await conn.js.stream_info(stream)).cluster.leader
+        return (await conn.nc.jetstream().stream_info(stream)).cluster.leader
     return loop.run(info(), 10, f"the leader of {stream}")
 
 
@@ -88,7 +88,7 @@ def test_r3_stream_keeps_every_ack_across_a_stopped_leader(cluster, conn, uid):
     stream = f"R{uid}"
 
     async def add():
-        await conn.js.add_stream(name=stream, subjects=[f"{uid}.>"], num_replicas=3)
+        await conn.nc.jetstream().add_stream(name=stream, subjects=[f"{uid}.>"], num_replicas=3)
     loop.run(add(), 20, "adding an R3 stream")
     t = nbnats.tail(f"{uid}.>", stream=stream, connection=conn.name)
     leader = stream_leader(conn, stream)
@@ -144,7 +144,7 @@ def test_lame_duck_moves_the_client_without_losing_a_tail(cluster, conn, uid):
     stream = f"L{uid}"
 
     async def add():
-        await conn.js.add_stream(name=stream, subjects=[f"{uid}.js"], num_replicas=3)
+        await conn.nc.jetstream().add_stream(name=stream, subjects=[f"{uid}.js"], num_replicas=3)
     loop.run(add(), 20, "adding an R3 stream")
     core = nbnats.tail(f"{uid}.core", connection=conn.name)
     durable = nbnats.tail(f"{uid}.js", stream=stream, connection=conn.name)

@@ -41,7 +41,7 @@ def loop_tasks() -> list[str]:
 
 def add_stream(conn, name: str, subjects: list[str], **config) -> None:
     async def add():
-        await conn.js.add_stream(name=name, subjects=subjects, **config)
+        await conn.nc.jetstream().add_stream(name=name, subjects=subjects, **config)
     loop.run(add(), 10, f"adding stream {name}")
 
 

@@ -12,10 +12,12 @@ import pandas as pd
 import pytest
 
 import nbnats
+from nbnats.engine import api as engine_api
+from nbnats.jetstream import streams
 from nbnats.runtime import connection, loop, server
 from nbnats.errors import InvalidName, InvalidSubject, JetStreamError, NatsError, NotFound, ValidationError
 
-js = importlib.import_module("nbnats.jetstream.streams")
+js = nbnats          # the public API: streams and consumers
 units = importlib.import_module("nbnats.data.units")
 
 pytestmark = pytest.mark.timeout(60)
@@ -49,7 +51,7 @@ def test_units_and_subject_overlap():
     assert units.to_ns("2026-01-01T00:00:00.000000001Z", "x") == 1767225600000000001
     assert abs(units.to_ns("1h", "x") - (time.time_ns() - 3600 * 10**9)) < 10**9
     assert units.human_bytes(3 << 20) == "3.0 MiB" and units.human_duration(86400 * 10**9) == "1d"
-    assert js.overlaps("a.*.c", "a.b.>") and js.overlaps(">", "x") and not js.overlaps("a.b", "a.c")
+    assert streams.overlaps("a.*.c", "a.b.>") and streams.overlaps(">", "x") and not streams.overlaps("a.b", "a.c")
     for bad, call in (("soon", lambda: units.seconds("soon", "max_age")), ("big", lambda: units.size("big", "max_bytes")),
                       ("yesterday", lambda: units.to_ns("yesterday", "since"))):
         with pytest.raises(ValidationError, match=bad) as err:
@@ -232,7 +234,7 @@ def test_filter_outside_the_streams_subjects(stream, uid):
 
 
 def test_replicas_need_a_cluster(connected, uid):
-    with pytest.raises(JetStreamError, match="replicas > 1 need a JetStream cluster.* — use --replicas 1"):
+    with pytest.raises(JetStreamError, match="replicas > 1 need a JetStream cluster.* — use replicas=1"):
         js.add_stream(f"R{uid}", f"{uid}.>", replicas=3)
 
 
@@ -339,7 +341,7 @@ def test_workqueue_rules_said_plainly(connected, uid):
 
 
 def test_several_filters_need_server_2_10(stream, uid, monkeypatch):
-    monkeypatch.setattr(js, "server_version", lambda conn: (2, 9, 25))
+    monkeypatch.setattr(engine_api, "server_version", lambda conn: (2, 9, 25))
     with pytest.raises(JetStreamError, match="several are silently ignored before 2.10 — use one filter"):
         js.add_consumer(stream, "two", filter=[f"{uid}.a", f"{uid}.b"])
 

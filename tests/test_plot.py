@@ -119,7 +119,7 @@ def test_latency_from_ping(connected, uid):
 def test_stream_fill(connected, uid):
     stream = f"F{uid}"
     conn = nbnats.current()
-    loop.run(conn.js.add_stream(name=stream, subjects=[f"{uid}.fill.>"], max_msgs=1000), 5, "adding a stream")
+    loop.run(conn.nc.jetstream().add_stream(name=stream, subjects=[f"{uid}.fill.>"], max_msgs=1000), 5, "adding a stream")
     try:
         fill = measure.watch_stream(stream, every=0.2)
         for i in range(8):
@@ -142,7 +142,7 @@ def test_stream_fill(connected, uid):
         assert from_frame.data[1].y[-1] == frame["size"].sum()
         assert from_frame.data[2].name == "max_bytes"
     finally:
-        loop.run(conn.js.delete_stream(stream), 5, "deleting a stream")
+        loop.run(conn.nc.jetstream().delete_stream(stream), 5, "deleting a stream")
     with pytest.raises(NotFound, match="stream 'NOPE_" ):
         measure.watch_stream(f"NOPE_{uid}")
 

@@ -55,7 +55,7 @@ def test_round_trip_through_a_tail(connected, uid):
 def test_subject_column_and_replayed_frame(connected, uid):
     stream = f"P{uid}"
     conn = nbnats.current()
-    loop.run(conn.js.add_stream(name=stream, subjects=[f"{uid}.src.>"]), 5, "adding a stream")
+    loop.run(conn.nc.jetstream().add_stream(name=stream, subjects=[f"{uid}.src.>"]), 5, "adding a stream")
     try:
         originals = [(f"{uid}.src.a", {"n": 1, "meta": {"k": "v"}}), (f"{uid}.src.b", {"n": 2, "size": 7}),
                      (f"{uid}.src.a", "plain text"), (f"{uid}.src.b", {"n": 4, "opt": None})]
@@ -75,7 +75,7 @@ def test_subject_column_and_replayed_frame(connected, uid):
         assert got.loc[2, "data"] == b"plain text"             # a non-object payload goes out as it was
         assert orjson.loads(got.loc[3, "data"]) == {"n": 4}    # null and missing look alike in a frame
     finally:
-        loop.run(conn.js.delete_stream(stream), 5, "deleting a stream")
+        loop.run(conn.nc.jetstream().delete_stream(stream), 5, "deleting a stream")
 
 
 def test_codec_and_schema_apply(connected, uid):

@@ -14,11 +14,13 @@ import pandas as pd
 import pytest
 
 import nbnats
+from nbnats.engine import api as engine_api
+from nbnats.jetstream import streams
 from nbnats.runtime import connection, loop
 from nbnats.errors import InvalidName, InvalidSubject, NatsError, NotFound, ValidationError
 from nbnats.jetstream.replay import ReplayWarning, replay
 
-js = importlib.import_module("nbnats.jetstream.streams")
+js = nbnats          # the public API: streams and consumers
 rp = importlib.import_module("nbnats.jetstream.replay")
 
 pytestmark = pytest.mark.timeout(60)
@@ -85,7 +87,7 @@ def test_times_match_the_raw_ack_subject(cleanup, uid):
     conn = connection.current()
 
     async def raw():
-        sub = await conn.js.pull_subscribe(f"{uid}.x", stream=s)
+        sub = await conn.nc.jetstream().pull_subscribe(f"{uid}.x", stream=s)
         msg = (await sub.fetch(1, timeout=5))[0]
         await sub.unsubscribe()
         return int(msg.reply.split(".")[7])
@@ -197,7 +199,7 @@ def test_older_server_paths(cleanup, uid, monkeypatch):
     for i in range(9):
         nbnats.publish(f"{uid}.{'abc'[i % 3]}", {"i": i}, js=True)
         nbnats.publish(f"{uid}w.x", {"i": i}, js=True)
-    monkeypatch.setattr(js, "server_version", lambda conn: (2, 9, 0))
+    monkeypatch.setattr(engine_api, "server_version", lambda conn: (2, 9, 0))
     two = replay(s, subject=[f"{uid}.a", f"{uid}.c"])           # 2.9 ignores filter_subjects: filtered here
     assert two["i"].tolist() == [0, 2, 3, 5, 6, 8] and two.attrs["reader"] == "consumer"
     old = replay(w, start_seq=3)                                  # no batched direct get before 2.11

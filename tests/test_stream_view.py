@@ -13,7 +13,7 @@ from nbnats.errors import InvalidName, NatsError, NotFound
 from nbnats.widgets import stream_view
 from nbnats.widgets.stream_view import StreamView, view
 
-js = importlib.import_module("nbnats.jetstream.streams")
+js = nbnats          # the public API: streams and consumers
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -12,6 +12,7 @@ wait has a timeout.
 from __future__ import annotations
 
 import asyncio
+import difflib
 from typing import Any
 
 import nats.errors
@@ -80,8 +81,23 @@ async def request(conn, subject: str, body: Any = None, *, what: str = "the JetS
         raise JetStreamError(f"JetStream answered {what} with something that is not JSON",
                              "check that the server is a nats-server with JetStream") from None
     if isinstance(resp, dict) and "error" in resp:
-        raise translate(resp["error"], what, stream=stream, consumer=consumer)
+        err = translate(resp["error"], what, stream=stream, consumer=consumer)
+        if resp["error"].get("err_code") == 10059 and stream:
+            err = await _with_close_name(conn, err, stream)
+        raise err
     return resp
+
+
+async def _with_close_name(conn, err, stream: str):
+    """A missing stream's error, with "did you mean …?" when a stream of a close name exists."""
+    try:
+        names = await stream_names(conn)
+    except Exception:          # the hint is a nicety: never let it hide the error itself
+        return err
+    close = difflib.get_close_matches(stream, names, n=1)
+    if close:
+        err = type(err)(err.what, f"did you mean {close[0]!r}? {err.fix}")
+    return err
 
 
 async def paged(conn, subject: str, key: str, body: dict | None = None, *, what: str,
