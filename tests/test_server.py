@@ -65,9 +65,9 @@ def test_start_stop_reachable_and_cleans_up():
     run_dir = srv.log_path.parent
     try:
         assert srv.running and srv.url == f"nats://127.0.0.1:{srv.port}" and srv.urls == [srv.url]
-        assert srv.monitor_port and srv.monitor_port != srv.port
+        assert srv.monitor_port is None                      # no open monitoring port unless asked
         assert tcp_ok(srv.url)
-        assert asyncio.run(roundtrip(srv.url)) == b"hi"
+        assert asyncio.run(roundtrip(srv.url, **srv.auth.options())) == b"hi"
         assert srv in server.running_servers()
         assert (procguard.state_dir() / f"{srv.pid}.json").exists()
         assert os.getsid(srv.pid) == srv.pid  # own session: a Ctrl-C to the kernel's group misses it
@@ -103,7 +103,7 @@ def test_without_jetstream():
 @pytest.mark.timeout(30)
 def test_two_servers_get_their_own_ports_and_stores():
     with server.start() as a, server.start() as b:
-        assert len({a.port, a.monitor_port, b.port, b.monitor_port}) == 4
+        assert a.port != b.port and a.auth.password != b.auth.password
         assert a.store_dir != b.store_dir
         assert {a, b} <= set(server.running_servers())
         assert tcp_ok(a.url) and tcp_ok(b.url)
@@ -194,17 +194,38 @@ def test_user_store_is_kept(tmp_path):
 
 
 @pytest.mark.timeout(30)
-def test_token_auth():
-    with server.start(auth="token") as srv:
-        token = srv.auth.token
-        assert len(token) >= 32
-        with pytest.raises(Exception):
-            asyncio.run(roundtrip(srv.url))
-        assert asyncio.run(roundtrip(srv.url, token=token)) == b"hi"
-        assert asyncio.run(roundtrip(srv.url, **srv.auth.options())) == b"hi"
-        for shown in (repr(srv), str(srv), repr(srv.auth), str(srv.auth), str(srv.info())):
-            assert token not in shown
-        assert token not in Path(f"/proc/{srv.pid}/cmdline").read_text()  # `ps` does not show it either
+def test_locked_by_default_open_only_when_asked():
+    with server.start(jetstream=False) as locked, server.start(jetstream=False, auth="none") as open_:
+        with pytest.raises(nats.errors.Error, match="Authorization"):
+            asyncio.run(roundtrip(locked.url))
+        assert asyncio.run(roundtrip(locked.auth.url(locked.url))) == b"hi"
+        password = locked.auth.password
+        assert len(password) >= 32 and password not in Path(f"/proc/{locked.pid}/cmdline").read_text()
+        for shown in (repr(locked), str(locked), repr(locked.auth), str(locked.auth), str(locked.info())):
+            assert password not in shown
+        assert open_.auth is None and asyncio.run(roundtrip(open_.url)) == b"hi"
+        assert open_.info()["version"]                       # reports still go through the system account
+
+
+@pytest.mark.timeout(30)
+def test_monitoring_port_only_when_asked_and_on_loopback():
+    with server.start(jetstream=False, host="0.0.0.0", monitor=True) as srv:
+        assert srv.monitor_port and srv.monitor_port != srv.port
+        import psutil
+        bound = {c.laddr.ip for c in psutil.Process(srv.pid).net_connections(kind="inet")
+                 if c.status == psutil.CONN_LISTEN and c.laddr.port == srv.monitor_port}
+        assert bound == {"127.0.0.1"}
+    with pytest.raises(ServerError, match="auth='user'"):
+        server.start(auth="token")
+
+
+@pytest.mark.timeout(30)
+def test_store_folders_are_private(tmp_path):
+    with server.start(store=tmp_path / "js") as srv, server.start(cluster=3, timeout=30) as cluster:
+        assert (srv.store_dir.stat().st_mode & 0o777) == 0o700
+        for node in cluster.nodes:
+            assert (node.store_dir.stat().st_mode & 0o777) == 0o700
+        assert (cluster.store_dir.stat().st_mode & 0o777) == 0o700
 
 
 @pytest.mark.timeout(30)
@@ -226,7 +247,7 @@ def test_cluster_of_three():
         names = {n.name for n in srv.nodes}
         assert info["meta_leader"] in names and info["jetstream"]["cluster_size"] == 3
         assert [n["running"] for n in info["nodes"]] == [True] * 3
-        assert asyncio.run(roundtrip(srv.urls[1])) == b"hi"
+        assert asyncio.run(roundtrip(srv.urls[1], **srv.auth.options())) == b"hi"
 
         node = srv.nodes[0]
         port, old_pid = node.port, node.pid
@@ -257,10 +278,10 @@ def test_server_dies_with_its_killed_owner():
         child.kill()
         child.wait()
     assert wait_dead(pid, 5), "nats-server outlived its SIGKILLed owner"
-    # What the dead owner left behind goes with the next start's reaping.
-    assert (procguard.state_dir() / f"{pid}.json").exists()
-    procguard.reap_stale()
-    assert not (procguard.state_dir() / f"{pid}.json").exists() and not Path(run_dir).exists()
+    # What the dead owner left behind (its temporary store too) goes at the next start.
+    assert (procguard.state_dir() / f"{pid}.json").exists() and (Path(run_dir) / "jetstream").is_dir()
+    with server.start(jetstream=False):
+        assert not (procguard.state_dir() / f"{pid}.json").exists() and not Path(run_dir).exists()
 
 
 @pytest.mark.timeout(30)

@@ -326,7 +326,7 @@ def _establish(name: str, opts: dict[str, Any], timeout: float) -> Connection:
     started = server or _started_server(url)
     if started is not None and started.auth and not _has_credentials(opts, url):
         # A server this process started: its generated credentials are ours to use.
-        server, opts = started, _hide({**opts, **started.auth.options()})
+        opts = _hide({**opts, **started.auth.options()})
     conn = loop.run(_open(name, url, opts, timeout, server), timeout + 1, f"connecting to {_redact(url)}")
     _connections[name] = conn
     return conn

@@ -177,7 +177,7 @@ class Node:
         argv = [self._binary, "-a", self.host, "-p", str(self.port or -1), "--ports_file_dir", str(self.run_dir),
                 "-n", self.name]
         if self.monitor:
-            argv += ["--http_host", "127.0.0.1", "-m", str(self.monitor_port or -1)]
+            argv += ["-m", str(self.monitor_port or -1)]      # on loopback: http_host in the config
         if self.store_dir is not None:
             argv += ["-js", "-sd", str(self.store_dir)]
         return argv + self._args
@@ -479,6 +479,8 @@ def start(port: int | None = None, jetstream: bool = True, cluster: int = 1, sto
         config = [] if own_config else [sysaccount.config(creds, system, jetstream)]
         if max_payload is not None:
             config.append(f"max_payload: {max_payload}")
+        if monitor and config:
+            config.append('http: "127.0.0.1:-1"')    # loopback; -m sets the port
         args: list[str] = []
         if config:
             # Secrets go in a private file, not argv, where `ps` would show them to every user.
