@@ -84,6 +84,12 @@ async def publish_window(conn, subject: str, parts: AsyncIterable[bytes], *, win
         while outstanding and state["failure"] is None:
             await wait_for_ack(f"the last {len(outstanding)} message(s)")
         if state["failure"] is not None:
+            # hear the parts already sent, so a caller's clean-up comes after them
+            while outstanding:
+                try:
+                    await wait_for_ack("the parts sent before a refusal")
+                except Timeout:
+                    break
             raise state["failure"]
         return state["acked"]
     finally:

@@ -21,6 +21,7 @@ import pandas as pd
 
 from nbnats.engine import api, ordered, publish
 from nbnats.errors import JetStreamError, NatsError, NotFound
+from nbnats.kv.frame import info_table
 from nbnats.objects import meta as m
 from nbnats.objects.meta import ObjectInfo, check_name
 from nbnats.objects.sources import open_source, read_frame
@@ -269,4 +270,5 @@ class ObjectStore:
         except NatsError as exc:
             return f"<div>{html.escape(repr(self))} — {html.escape(str(exc))}</div>"
         table = listing.head(20).to_html(index=False, max_cols=6) if len(listing) else "<i>no objects</i>"
-        return m.info_table(f"object store {self.bucket} · {len(listing)} object(s)", row) + table
+        title = f"object store <b>{html.escape(self.bucket)}</b> · {len(listing)} object(s)"
+        return info_table(title, row) + table
