@@ -201,3 +201,37 @@ def test_lame_duck_moves_the_client_without_losing_a_tail(cluster, conn, uid):
             wait_until(lambda: not node.running, 40, "the lame-duck node exiting")
         node.stop()
         node.start(timeout=20)
+
+
+def test_quorum_loss_is_said_as_no_leader(cluster, conn, uid):
+    """Two of three nodes stopped: every JetStream call says "no leader", never "no stream" or "JetStream off"."""
+    stream, bucket = f"Q{uid}", f"q{uid}"
+    nbnats.add_stream(stream, f"{uid}.>", replicas=3, connection=conn.name)
+    nbnats.publish(f"{uid}.x", {"i": 0}, js=True, connection=conn.name)
+    kv = nbnats.kv(bucket, create=True, replicas=3, connection=conn.name)
+    kv.put("k", "v")
+    survivor = cluster.nodes[0]
+    stopped = [n for n in cluster.nodes if n is not survivor]
+    nbnats.connect(survivor.url, name=f"{uid}s")       # a client of the node left standing
+    try:
+        for node in stopped:
+            node.stop()
+        said = {}
+        calls = {
+            "publish": lambda: nbnats.publish(f"{uid}.x", {"i": 1}, js=True, timeout=3, connection=f"{uid}s"),
+            "stream_info": lambda: nbnats.stream_info(stream, connection=f"{uid}s"),
+            "replay": lambda: nbnats.replay(stream, timeout=2, progress=False, connection=f"{uid}s"),
+            "kv.put": lambda: nbnats.kv(bucket, connection=f"{uid}s").put("k", "w"),
+        }
+        for name, call in calls.items():
+            with pytest.raises(nbnats.NatsError) as err:
+                call()
+            said[name] = str(err.value)
+        print(f"\n[quorum loss] {said}")
+        for name, text in said.items():
+            assert "no leader" in text or "did not answer" in text, (name, text)
+            assert "no JetStream stream stores" not in text and "not enabled" not in text, (name, text)
+    finally:
+        for node in stopped:
+            node.start(timeout=20)
+        connection.close(f"{uid}s", timeout=2)

@@ -17,6 +17,7 @@ from nbnats.engine.errors import NO_LEADER, NO_LEADER_FIX, translate
 from nbnats.errors import JetStreamError, NatsError, NotFound, Timeout
 
 RESEND_EVERY = 2.0       # seconds before a publish with a Nats-Msg-Id is sent again
+UNKNOWN = "?"            # a stream may store the subject, but nobody could say which
 
 
 async def publish(conn, subject: str, payload: bytes, *, headers: dict | None = None,
@@ -41,8 +42,9 @@ async def publish(conn, subject: str, payload: bytes, *, headers: dict | None = 
         except nats.errors.NoRespondersError:
             if deadline - clock() < 0.3:
                 if stored_by:
-                    raise JetStreamError(f"stream {stored_by!r}, which stores {subject!r}, did not answer: "
-                                         f"{NO_LEADER}", NO_LEADER_FIX) from None
+                    which = "the stream" if stored_by == UNKNOWN else f"stream {stored_by!r}, which"
+                    raise JetStreamError(f"{which} storing {subject!r} did not answer: {NO_LEADER}".replace(
+                        "which storing", "which stores"), NO_LEADER_FIX) from None
                 raise NotFound(f"no JetStream stream stores subject {subject!r}",
                                f"add one: nbnats.add_stream(NAME, subjects={subject!r})") from None
             stored_by = await _stored_by(conn, subject, min(1.0, deadline - clock())) or stored_by
@@ -75,6 +77,6 @@ async def _stored_by(conn, subject: str, timeout: float) -> str | None:
         names = await api.request(conn, "STREAM.NAMES", {"subject": subject}, what="finding the stream",
                                   timeout=max(timeout, 0.1))
     except NatsError:
-        return "?"               # the meta leader is being elected too: assume there is one, keep trying
+        return UNKNOWN           # the meta leader is being elected too: assume there is one, keep trying
     found = names.get("streams") or []
     return found[0] if found else None
