@@ -42,9 +42,9 @@ async def publish(conn, subject: str, payload: bytes, *, headers: dict | None = 
         except nats.errors.NoRespondersError:
             if deadline - clock() < 0.3:
                 if stored_by:
-                    which = "the stream" if stored_by == UNKNOWN else f"stream {stored_by!r}, which"
-                    raise JetStreamError(f"{which} storing {subject!r} did not answer: {NO_LEADER}".replace(
-                        "which storing", "which stores"), NO_LEADER_FIX) from None
+                    which = (f"the stream storing {subject!r}" if stored_by == UNKNOWN
+                             else f"stream {stored_by!r} (which stores {subject!r})")
+                    raise JetStreamError(f"{which} did not answer: {NO_LEADER}", NO_LEADER_FIX) from None
                 raise NotFound(f"no JetStream stream stores subject {subject!r}",
                                f"add one: nbnats.add_stream(NAME, subjects={subject!r})") from None
             stored_by = await _stored_by(conn, subject, min(1.0, deadline - clock())) or stored_by
