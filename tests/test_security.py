@@ -51,7 +51,7 @@ def test_bundled_server_and_cluster_listen_on_loopback_only():
         assert len(listening(cluster.nodes[0].pid)) >= 1
         ports = {c.laddr.port for c in psutil.Process(cluster.nodes[0].pid).net_connections(kind="inet")
                  if c.status == psutil.CONN_LISTEN}
-        assert {cluster.nodes[0].port, cluster.nodes[0].monitor_port} <= ports   # client, monitor and route
+        assert cluster.nodes[0].port in ports and cluster.nodes[0].monitor_port is None   # no open monitoring
 
 
 def test_the_embedded_default_server_is_loopback_too(monkeypatch, uid):
@@ -74,7 +74,7 @@ def test_all_interfaces_only_when_asked():
 
 
 # -- generated credentials -------------------------------------------------------------------------
-@pytest.mark.parametrize("kind", ["token", "user"])
+@pytest.mark.parametrize("kind", ["user"])
 def test_server_start_auth_connects_the_session_without_showing_the_secret(ip, kind, caplog):
     caplog.set_level(logging.DEBUG)
     out, err = io.StringIO(), io.StringIO()
@@ -85,7 +85,7 @@ def test_server_start_auth_connects_the_session_without_showing_the_secret(ip, k
     try:
         assert result.success
         srv = ip.user_ns["srv"]
-        secret = srv.auth.token if kind == "token" else srv.auth.password
+        secret = srv.auth.password
         assert nbnats.status()["url"] == srv.url          # the session uses it, with the credentials
         nbnats.publish("x", "y")
         seen = "\n".join([out.getvalue(), err.getvalue(), caplog.text, repr(result.result),
@@ -113,10 +113,13 @@ def test_secrets_never_reach_a_saved_notebook(tmp_path, uid):
         "%xmode Verbose",
         "nbnats.connect(srv.url, user=user, password=pw, timeout='soon')",
         "import nbnats.runtime.connection as c\nc._settings",
-        "tok = nbnats.server.start(auth='token'); secret2 = tok.auth.token\n"
-        "nbnats.connect(tok.url, token=secret2, name='tok'); nbnats.status('tok')",
-        "%nats server start --auth token",
-        "open('secrets.txt', 'w').write('\\n'.join([pw, secret2, nbnats.runtime.session._server.auth.token]))\n"
+        "tok = nbnats.server.start(); secret2 = tok.auth.password\n"
+        "nbnats.connect(tok.url, name='tok'); nbnats.status('tok')",
+        "%nats server start",
+        "%nats server url",
+        "print(nbnats.runtime.session.server_url())",
+        "%nats connect {srv.url} --user {user} --password two words --name spaced",
+        "open('secrets.txt', 'w').write('\\n'.join([pw, secret2, nbnats.runtime.session._server.auth.password]))\n"
         "nbnats.stop_server(); srv.stop(); tok.stop()",
     ]
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
@@ -196,7 +199,9 @@ def test_nkey_auth_and_its_seed_never_shown(tmp_path, uid):
 def test_wrong_credentials_are_one_error_and_leave_no_retry_loop(ip, uid):
     with server.start(jetstream=False, auth="user") as srv:
         tasks, threads = loop_tasks(), {t.name for t in threading.enumerate()}
-        connections_before = srv.info()["total_connections"]
+        def total() -> int:       # each reading is one system-account connection of its own
+            return srv.nodes[0].report("VARZ")["total_connections"]
+        connections_before = total()
         start = time.monotonic()
         r = ip.run_cell(f"%nats connect {srv.url} --user {srv.auth.user} --password not-it --name {uid}")
         took = time.monotonic() - start
@@ -204,8 +209,76 @@ def test_wrong_credentials_are_one_error_and_leave_no_retry_loop(ip, uid):
         assert isinstance(err, nbnats.ConnectError) and err._render_traceback_() == [f"nbnats: {err}"]
         assert "refused the credentials" in str(err) and "not-it" not in str(err) and took < 5
         assert uid not in nbnats.connections()
-        tried = srv.info()["total_connections"] - connections_before
+        tried = total() - connections_before - 1
         time.sleep(1.5)                          # three reconnect waits: a retry loop would show
-        assert srv.info()["total_connections"] - connections_before == tried <= 2
+        assert total() - connections_before - 2 == tried <= 2
         assert loop_tasks() == tasks and {t.name for t in threading.enumerate()} <= threads | {"asyncio_0"}
         print(f"\n[wrong credentials] one ConnectError after {took:.2f} s, {tried} attempt(s), no retry after")
+
+
+# -- the locked-down default server -----------------------------------------------------------------
+def test_the_default_server_refuses_a_client_without_credentials(nats_server):
+    import nats
+
+    async def anonymous():
+        return await nats.connect(nats_server.url, allow_reconnect=False, max_reconnect_attempts=0, connect_timeout=2)
+    with pytest.raises(nats.errors.Error, match="Authorization"):
+        asyncio.run(anonymous())
+
+
+def test_server_url_masks_and_secret_works_for_another_client(connected, uid):
+    import nats
+    from nbnats.runtime import session
+    masked, full = session.server_url(), session.server_url(secret=True)
+    password = connected._credentials["password"]
+    assert password not in masked and "***" in masked and password in full
+
+    async def other_program():
+        nc = await nats.connect(full, allow_reconnect=False, connect_timeout=2)
+        try:
+            await nc.publish(uid, b"from another program")
+            await nc.flush()
+        finally:
+            await nc.close()
+    t = nbnats.tail(uid)
+    asyncio.run(other_program())
+    assert t.wait(1, timeout=5).df["data"].tolist() == ["from another program"]
+    assert password not in visible(connected, nbnats.status(), nbnats.connections(), t)
+
+
+def test_context_file_is_private_and_reaches_the_server(connected, tmp_path, monkeypatch, uid):
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
+    ip_out = io.StringIO()
+    from nbnats.runtime import session
+    with redirect_stdout(ip_out):
+        path = session.write_context(uid)
+    assert path == tmp_path / "nats" / "context" / f"{uid}.json" and (path.stat().st_mode & 0o777) == 0o600
+    conn = nbnats.connect(context=uid, name=uid)      # what natscli would read
+    try:
+        assert conn.connected
+    finally:
+        nbnats.close(uid)
+
+
+def test_auth_none_is_open_and_says_so(ip):
+    out = io.StringIO()
+    with redirect_stdout(out):
+        r = ip.run_cell("srv = %nats server start --auth none --no-jetstream")
+    try:
+        assert r.success and ip.user_ns["srv"].auth is None
+        assert out.getvalue().count("without credentials") == 1
+        import nats
+
+        async def anonymous():
+            nc = await nats.connect(ip.user_ns["srv"].url, allow_reconnect=False, connect_timeout=2)
+            await nc.close()
+            return True
+        assert asyncio.run(anonymous())
+    finally:
+        ip.run_line_magic("nats", "server stop")
+
+
+def test_an_unquoted_password_with_a_space_never_reaches_the_error(ip, nats_server, uid):
+    r = ip.run_cell(f"%nats connect {nats_server.url} --user ada --password correct horse --name {uid}")
+    err = r.error_in_exec
+    assert isinstance(err, nbnats.NatsError) and "horse" not in str(err) and "quote" in str(err)

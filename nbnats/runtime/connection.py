@@ -333,9 +333,17 @@ def _establish(name: str, opts: dict[str, Any], timeout: float) -> Connection:
 
 
 def _started_server(url: str):
+    """The running server this process started at ``url`` (any loopback name for its host), if any."""
+    from urllib.parse import urlsplit
     from nbnats.runtime import server as server_mod
-    wanted = {u.strip() for u in url.split(",")}
-    return next((s for s in server_mod.running_servers() if wanted & set(s.urls)), None)
+    loopback = {"127.0.0.1", "localhost", "::1"}
+
+    def where(u: str) -> tuple[str, int | None]:
+        parts = urlsplit(u.strip() if "://" in u else f"nats://{u.strip()}")
+        host = parts.hostname or ""
+        return ("loopback" if host in loopback else host), parts.port
+    wanted = {where(u) for u in url.split(",")}
+    return next((s for s in server_mod.running_servers() if wanted & {where(u) for u in s.urls}), None)
 
 
 def _has_credentials(opts: dict[str, Any], url: str) -> bool:

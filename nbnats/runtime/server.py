@@ -516,7 +516,8 @@ def start(port: int | None = None, jetstream: bool = True, cluster: int = 1, sto
                 node_store = store_root / f"n{i + 1}" if store_root else None
                 if node_store:
                     node_store.mkdir(exist_ok=True, mode=0o700)
-                nodes.append(Node(binary=binary, name=name, host=host, port=ports[i], monitor_port=monitor_ports[i],
+                nodes.append(Node(binary=binary, name=name, host=host, port=ports[i],
+                                  monitor_port=monitor_ports[i] if monitor or own_config else None,
                                   run_dir=node_dir, store_dir=node_store, temp_dirs=[str(run_dir)], args=node_args,
                                   system=system, monitor=monitor or own_config))
     except BaseException:

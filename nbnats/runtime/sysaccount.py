@@ -19,6 +19,7 @@ import json
 import re
 import secrets
 import socket
+import ssl
 from urllib.parse import quote
 
 __all__ = ["Credentials", "config", "read_info", "request", "kick"]
@@ -122,10 +123,16 @@ def request(node, endpoint: str, body: dict | None = None, timeout: float = 2.0)
     connect = json.dumps({"verbose": False, "pedantic": False, "user": system.user, "pass": system.password,
                           "name": "nbnats-system", "lang": "python", "protocol": 1}).encode()
     subject = f"$SYS.REQ.SERVER.{node.server_id}.{endpoint}".encode()
-    with socket.create_connection((_host(node.host), node.port), timeout) as s:
-        s.settimeout(timeout)
+    with socket.create_connection((_host(node.host), node.port), timeout) as raw:
+        raw.settimeout(timeout)
+        s = raw
+        info = raw.makefile("rb").readline()                     # the server's INFO
+        if b'"tls_required":true' in info:
+            # Our own child on loopback, so its certificate need not be checked here.
+            tls = ssl.create_default_context()
+            tls.check_hostname, tls.verify_mode = False, ssl.CERT_NONE
+            s = tls.wrap_socket(raw)
         reader = s.makefile("rb")
-        reader.readline()                                       # the server's INFO
         s.sendall(b"CONNECT " + connect + b"\r\nSUB _INBOX.nbnats.sys 1\r\nPUB " + subject
                   + b" _INBOX.nbnats.sys " + str(len(payload)).encode() + b"\r\n" + payload + b"\r\nPING\r\n")
         while True:
