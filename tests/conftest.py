@@ -24,7 +24,8 @@ def nats_server():
 
 @pytest.fixture
 def nats_url(nats_server) -> str:
-    return nats_server.url
+    """The session server's URL with its generated credentials, for other programs (nats-py, node)."""
+    return nats_server.auth.url(nats_server.url) if nats_server.auth else nats_server.url
 
 
 @pytest.fixture

@@ -17,7 +17,10 @@ async function entry(kv, key) {
   return { revision: e.revision, operation: e.operation, value: td.decode(e.value) };
 }
 
-const nc = await connect({ servers: url, timeout: 5000 });
+// nats.js does not read credentials from the URL: pass them as options
+const u = new URL(url);
+const nc = await connect({ servers: `${u.hostname}:${u.port}`, timeout: 5000,
+  ...(u.username ? { user: decodeURIComponent(u.username), pass: decodeURIComponent(u.password) } : {}) });
 const out = {};
 try {
   if (command === "kv-write") {
