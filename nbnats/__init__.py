@@ -20,7 +20,7 @@ from nbnats.runtime.connection import close, connect, connections, current, stat
 from nbnats.errors import (CodecError, Conflict, ConnectError, KeyDeleted, InvalidHeader, InvalidKey, InvalidName, InvalidSubject,
                      JetStreamError, LoopThreadError, NatsError, NoResponders, NotConnected, NotFound,
                      PayloadTooLarge, SchemaError, ServerError, Timeout, ValidationError)
-from nbnats.jetstream.consumers import add_consumer, consumer_info, consumers, delete_consumer, next
+from nbnats.jetstream.consumers import add_consumer, consumer_info, consumers, delete_consumer
 from nbnats.jetstream.display import ConsumerInfo, StreamInfo, StreamMessage
 from nbnats.jetstream.streams import (add_stream, delete_stream, edit_stream, get_message, purge_stream,
                                       stream_info, streams)
@@ -30,7 +30,7 @@ from nbnats.objects import ObjectInfo, ObjectStore, delete_object_store, object_
 from nbnats.data.payload import Message
 from nbnats.services import add_service, service_info, service_stats, services
 from nbnats.jetstream.replay import ReplayWarning, replay
-from nbnats.jetstream.consume import Batch, fetch
+from nbnats.jetstream.consume import Batch, fetch, next
 from nbnats.jetstream.worker import Worker, consume
 from nbnats.runtime.session import server_info, start_server, stop, stop_all, stop_server
 from nbnats.tail import Tail, tail, tails

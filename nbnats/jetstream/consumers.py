@@ -11,10 +11,9 @@ from typing import Any
 
 import pandas as pd
 
-from nbnats.data import frames, validate
+from nbnats.data import validate
 from nbnats.data.units import count, nanos, parse_time, rfc3339, to_ns
-from nbnats.engine import acks, api
-from nbnats.engine.pull import ACK as ACK_REPLY, answer, pull
+from nbnats.engine import api
 from nbnats.errors import JetStreamError, ValidationError
 from nbnats.jetstream.display import ConsumerInfo, ConsumerList
 from nbnats.jetstream.streams import _run, check_filters, subjects_list
@@ -170,57 +169,3 @@ def delete_consumer(stream: str, name: str, connection: str | None = None) -> No
     conn = current(connection)
     what = f"removing consumer {name!r} from {stream!r}"
     _run(api.request(conn, f"CONSUMER.DELETE.{stream}.{name}", None, what=what, stream=stream, consumer=name), what)
-
-
-def next(stream: str, consumer: str, count: int = 1, ack: bool = True, timeout: float = 2.0,
-         connection: str | None = None) -> pd.DataFrame:
-    """Fetch up to ``count`` messages from a pull consumer as the standard frame; ack them unless ``ack=False``.
-
-    It returns what is ready at once; when nothing is, it waits up to
-    ``timeout`` seconds for the first message. The frame has a ``delivered``
-    column (1 on first delivery, 2+ when redelivered after ``ack_wait``);
-    ``df.attrs["pending"]`` is how many the consumer still has to deliver.
-    Unacked messages come back after the consumer's ack wait.
-
-    >>> nbnats.next("ORDERS", "billing", count=10)              # doctest: +SKIP
-    >>> nbnats.next("ORDERS", "billing", ack=False)["delivered"]  # doctest: +SKIP
-    """
-    validate.name(stream, "stream")
-    validate.name(consumer, "consumer")
-    if not isinstance(count, int) or isinstance(count, bool) or count < 1:
-        raise ValidationError(f"count must be a positive whole number, not {count!r}", "pass e.g. count=10")
-    conn = current(connection)
-    what = f"reading consumer {consumer!r} of {stream!r}"
-
-    async def fetch():
-        info = await api.request(conn, f"CONSUMER.INFO.{stream}.{consumer}", None, what=what, stream=stream, consumer=consumer)
-        cfg = info["config"]
-        if cfg.get("deliver_subject"):
-            raise JetStreamError(f"consumer {consumer!r} is a push consumer, which delivers to "
-                                 f"{cfg['deliver_subject']!r} by itself",
-                                 f"next reads pull consumers: add one with nbnats.add_consumer({stream!r}, NAME)")
-        msgs = await pull(conn, stream, consumer, count, no_wait=True, timeout=5.0)
-        if not msgs:
-            msgs = await pull(conn, stream, consumer, 1, expires=timeout)
-            if msgs and count > 1:
-                msgs += await pull(conn, stream, consumer, count - 1, no_wait=True, timeout=5.0)
-        policy = cfg.get("ack_policy")
-        if ack and msgs and policy != "none":
-            for m in (msgs[-1:] if policy == "all" else msgs):
-                await answer(conn, m.reply, ACK_REPLY)
-        return msgs, policy
-
-    msgs, policy = _run(fetch(), what, timeout + 12)
-    return _frame(msgs, stream, consumer, acked=bool(ack and msgs and policy != "none"))
-
-
-def _frame(msgs: list, stream: str, consumer: str, acked: bool) -> pd.DataFrame:
-    meta = acks.parse_many([m.reply for m in msgs])
-    df = frames.build([m.subject for m in msgs], meta["time_ns"].tolist(), [m.data for m in msgs],
-                      [m.headers for m in msgs], meta["seq"].tolist())
-    if "delivered" in df.columns:
-        df = df.rename(columns={"delivered": "data.delivered"})
-    df.insert(5, "delivered", pd.array(meta["deliveries"], dtype="Int64"))
-    df.attrs.update(stream=stream, consumer=consumer, acked=acked,
-                    pending=int(meta["pending"][-1]) if len(msgs) else None)
-    return df
