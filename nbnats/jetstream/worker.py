@@ -35,8 +35,23 @@ from nbnats.runtime.connection import current
 IDLE_WAIT = 1.0             # seconds a pull waits when nothing is ready (also the stop latency)
 CHECK_EVERY = 5.0           # seconds between an idle worker's checks that its consumer still exists
 RETRY_FIRST, RETRY_MAX = 0.1, 2.0
+ANSWER_WAIT = 2.0           # seconds a worker waits for the server to confirm an answer
 ERRORS_KEPT = 200
 COUNTED = {"acknowledged": "acked", "naked": "naked", "terminated": "terminated"}   # answer → its stats key
+
+class _OutageCounter:
+    """Told by the connection about disconnects (a plain listener, so it is not counted as a tail)."""
+
+    def __init__(self, worker: Worker):
+        self.worker = worker
+
+    def _disconnected(self, at: float) -> None:
+        self.worker.outages += 1
+
+    def _reconnected(self, since: float | None, at: float) -> None: ...
+    def _closing(self) -> None: ...
+    def _closed(self) -> None: ...
+
 
 _ids = itertools.count(1)
 _workers: dict[str, Worker] = {}
@@ -68,6 +83,13 @@ class Worker:
         self._done = threading.Event()
         self._future: concurrent.futures.Future | None = None
         self._executor = self._new_executor()
+        self.outages, self._epoch = 0, 0          # disconnects seen; the count when the held batch was pulled
+        self._listener = _OutageCounter(self)
+
+    @property
+    def _stale(self) -> bool:
+        """True when the held batch was pulled before an outage: the server may no longer take its answers."""
+        return self.outages != self._epoch or not self.conn.connected
 
     def _apply(self, cfg: dict) -> None:
         self.ack_wait = (cfg.get("ack_wait") or 30e9) / 1e9
@@ -101,13 +123,14 @@ class Worker:
                     retry = min(retry * 2, RETRY_MAX)
                     continue
                 retry, self.state = RETRY_FIRST, "running"
+                self._epoch = self.outages
                 self._held = [FetchedMessage(self.conn, m, "explicit") for m in msgs]
                 for msg in self._held:
-                    if self._stopping:
-                        break
+                    if self._stopping or self._stale:
+                        break                     # after an outage the server delivers the rest again
                     await self._process(msg)
                 for msg in self._held:           # stopped before their turn: hand them back at once
-                    if msg.answered is None:
+                    if msg.answered is None and not self._stale:
                         await self._settle(msg, NAK)
                 self._held = []
         except Exception as exc:                  # a bug must not end the worker silently
@@ -115,6 +138,8 @@ class Worker:
             raise
         finally:
             keeper.cancel()
+            if self._listener in self.conn.listeners:
+                self.conn.listeners.remove(self._listener)
             if advisories is not None:
                 try:
                     await advisories.unsubscribe()
@@ -175,24 +200,29 @@ class Worker:
 
     async def _settle(self, msg: FetchedMessage, kind: bytes, **how: Any) -> None:
         """A confirmed answer, retried through a reconnect while the message's ack wait lasts."""
-        wait, deadline = RETRY_FIRST, time.monotonic() + max(self.ack_wait, 5.0)
+        wait, deadline = RETRY_FIRST, max(msg._touched + self.ack_wait, time.monotonic() + 1.0)
         while True:
-            try:
-                await msg._send(kind, **how)
-                self.counts[COUNTED[ANSWERS[kind]]] += 1
-                return
-            except AlreadyAnswered:
-                return
-            except (NotConnected, Timeout) as exc:
-                if time.monotonic() > deadline:
-                    self._error(msg, f"its {kind.decode().strip('+-').lower()} was not confirmed ({exc.what}); "
-                                     "the server will deliver it again")
+            if self.conn.connected:
+                try:
+                    await msg._send(kind, timeout=ANSWER_WAIT, **how)
+                    self.counts[COUNTED[ANSWERS[kind]]] += 1
                     return
-                await asyncio.sleep(wait)
-                wait = min(wait * 2, 1.0)
-            except NatsError as exc:
-                self._error(msg, f"answering it failed: {exc}")
+                except AlreadyAnswered:
+                    return
+                except (NotConnected, Timeout) as exc:
+                    reason = exc.what
+                except NatsError as exc:
+                    self._error(msg, f"answering it failed: {exc}")
+                    return
+            else:
+                reason = api.disconnected(self.conn).what
+            self.state = f"retrying: {reason}"
+            if time.monotonic() > deadline or self._stale or (self._stopping and not self.conn.connected):
+                self._error(msg, f"its {kind.decode().strip('+-').lower()} was not confirmed ({reason}); "
+                                 "the server will deliver it again")
                 return
+            await asyncio.sleep(wait)
+            wait = min(wait * 2, 1.0)
 
     def _error(self, msg: FetchedMessage, error: str) -> None:
         self.counts["errors"] += 1
@@ -320,6 +350,7 @@ def consume(stream: str, consumer: str, handler: Callable[[FetchedMessage], Any]
         raise JetStreamError(f"nothing to acknowledge: consumer {consumer!r} of stream {stream!r} has ack policy none",
                              "use nbnats.fetch or nbnats.next to read it, or a consumer with ack='explicit'")
     w = Worker(conn, stream, consumer, handler, batch, limit, cfg)
+    conn.listeners.append(w._listener)
     w._future = loop.submit(w._run())
     _workers[w.id] = w
     return w

@@ -157,21 +157,22 @@ def _reply(a, ctx):
     return nbnats.serve(a.subject, lambda m: fixed, queue=a.queue)
 
 
-@verb("tails", "list this session's tails and responders")
+@verb("tails", "list every background piece: tails, watches, responders, services, workers")
 def _tails(a, ctx):
-    return nbnats.tails()
+    from nbnats import background
+    return background.pieces()
 
 
-@verb("stop", "stop a tail or responder by id (t1, s1), or --all",
+@verb("stop", "stop a background piece by id (t1, s1, m1, w1), or --all",
       arg("id", nargs="?", default=None), arg("--all", action="store_true"))
 def _stop(a, ctx):
+    from nbnats import background
     if a.all:
-        n = nbnats.stop_all()
-        print(f"stopped {n} tail(s) and responder(s)")
+        print(f"stopped {background.stop_all()} background piece(s)")
         return None
     if not a.id:
-        raise NatsError("say which tail or responder to stop", "give its id (see %nats tails) or --all")
-    nbnats.stop(a.id)
+        raise NatsError("say which piece to stop", "give its id (see %nats tails) or --all")
+    background.stop(a.id)
 
 
 group("service", "discover NATS micro services ($SRV.*)")

@@ -7,11 +7,11 @@
 from __future__ import annotations
 
 import nbnats as js   # the public API (streams and consumers)
-from nbnats.data import units
+from nbnats.jetstream import consume, worker
 from nbnats.jetstream.replay import replay
 from nbnats.widgets import stream_view
 
-from nbnats.magics.registry import arg, group, verb
+from nbnats.magics.registry import MagicUsageError, arg, group, verb
 
 group("stream", "JetStream streams: ls, add, info, edit, rm, purge, get, view")
 group("consumer", "JetStream consumers: ls, add, info, next, rm")
@@ -133,15 +133,34 @@ def _consumer_info(a, ctx):
     return js.consumer_info(a.stream, a.name)
 
 
-@verb("consumer next", "fetch the next messages from a pull consumer (a DataFrame), acked unless --no-ack",
+@verb("consumer next", "fetch the next messages from a pull consumer: a frame, acked; with --no-ack a batch to answer",
       arg("stream"), arg("name"), arg("--count", type=int, default=1),
-      arg("--no-ack", action="store_true", help="leave them unacked: they come back after the ack wait"),
+      arg("--no-ack", action="store_true",
+          help="acknowledge nothing: returns a batch; b.ack() (or each msg.ack()) after processing"),
       arg("--timeout", default="2s", help="wait this long when nothing is ready (2s)"))
 def _consumer_next(a, ctx):
-    df = js.next(a.stream, a.name, count=a.count, ack=not a.no_ack, timeout=units.seconds(a.timeout, "--timeout"))
-    if df.empty:
+    if a.no_ack:
+        got = consume.fetch(a.stream, a.name, count=a.count, timeout=a.timeout)
+    else:
+        got = consume.next(a.stream, a.name, count=a.count, ack=True, timeout=a.timeout)
+    if not len(got):
         print(f"no message for consumer {a.name} within {a.timeout}")
-    return df
+    return got
+
+
+@verb("consume", "run a notebook function on every message in the background; ack after it returns",
+      arg("stream"), arg("name"), arg("handler", help="the name of a notebook function taking the message"),
+      arg("--batch", type=int, default=100, help="messages pulled at a time (100)"),
+      arg("--max-handler-time", default="5m", help="nak a message whose handler runs longer (5m)"))
+def _consume(a, ctx):
+    ns = getattr(ctx.shell, "user_ns", None) or {}
+    if a.handler not in ns:
+        raise MagicUsageError(f"there is no notebook variable {a.handler!r}",
+                              f"define the handler first, e.g. def {a.handler}(msg): ..., then run the line again")
+    if not callable(ns[a.handler]):
+        raise MagicUsageError(f"{a.handler!r} is a {type(ns[a.handler]).__name__}, not a function",
+                              "name a function that takes the message")
+    return worker.consume(a.stream, a.name, ns[a.handler], batch=a.batch, max_handler_time=a.max_handler_time)
 
 
 @verb("consumer rm", "remove a consumer (the messages stay)", arg("stream"), arg("name"))
