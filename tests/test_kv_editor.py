@@ -9,19 +9,28 @@ import time
 import pytest
 
 import nbnats
+from faultkit import wait_until
 from nbnats.runtime import loop
+from nbnats.engine.publish import publish
 from nbnats.errors import KeyDeleted, NatsError, NotFound
-from nbnats.kv.bucket import delete_bucket, kv as open_kv
-from nbnats.widgets.kv_editor import KVEditor, KVWatchView, from_text, natural_key
+from nbnats.kv import delete_bucket, kv as open_kv
+from nbnats.widgets.kv_editor import MAX_TEXT, KVEditor, KVWatchView, from_text, natural_key
 
 
 def eventually(check, timeout: float = 5.0, what: str = "the condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.02)
-    raise AssertionError(f"{what} did not happen within {timeout} s")
+    return wait_until(check, timeout, what)
+
+
+def fill(kv, values: dict[str, bytes]) -> None:
+    """Write many keys at once through the engine, a thousand publishes in flight at a time."""
+    conn = kv.conn
+    items = list(values.items())
+
+    async def go():
+        for i in range(0, len(items), 1000):
+            await asyncio.gather(*(publish(conn, kv.prefix + k, v) for k, v in items[i:i + 1000]))
+
+    loop.run(go(), 120, f"writing {len(items):,} keys")
 
 
 @pytest.fixture
@@ -86,7 +95,8 @@ def test_another_clients_change_shows_live_and_a_stale_edit_is_a_conflict(kv, ot
         ed.history_button.value = True
         ed.value_box.value = '{"mode": "mine"}'
         theirs = other.put("cfg.mode", {"mode": "theirs"})
-        eventually(lambda: "another client wrote" in ed.status.value, what="the warning")
+        eventually(lambda: "changed by someone else" in ed.status.value, what="the warning")
+        assert ed.loaded.revision == rev and ed.theirs.revision == theirs      # the CAS base stays mine
         eventually(lambda: f"<td>{theirs}</td>" in ed.history_table.value, what="their revision in the history")
         assert ed.value_box.value == '{"mode": "mine"}'        # my edit is kept, not clobbered
         ed.save_button.click()
@@ -171,13 +181,7 @@ def test_revert_to_a_gone_revision_and_bad_edits_write_nothing(kv):
 
 
 def test_paging_and_filter_on_ten_thousand_keys(kv):
-    conn = kv.conn
-
-    async def fill():
-        acks = [await conn.js.publish_async(f"{kv.prefix}user.{i}", b'{"n": %d}' % i) for i in range(10_000)]
-        await asyncio.gather(*acks)
-
-    loop.run(fill(), 60, "writing 10k keys")
+    fill(kv, {f"user.{i}": b'{"n": %d}' % i for i in range(10_000)})
     ed = kv.editor(page_size=50)
     try:
         print(f"\n10k-key editor opened in {ed.open_seconds * 1000:.0f} ms")
@@ -186,7 +190,11 @@ def test_paging_and_filter_on_ten_thousand_keys(kv):
         ed.next_button.click()
         assert "2 / 200" in ed.page_label.value and ed.key_list.options[0][1] == "user.50"
         assert '{"n":50}' in ed.key_list.options[0][0]
+        started = time.perf_counter()
         ed.filter.value = "user.999"
+        typed = time.perf_counter() - started
+        print(f"a filter keystroke on 10k keys took {typed * 1000:.1f} ms")
+        assert typed < 0.5                                      # from the index, no round trip
         assert [k for _, k in ed.key_list.options] == ["user.999", "user.9990", "user.9991", "user.9992",
                                                        "user.9993", "user.9994", "user.9995", "user.9996",
                                                        "user.9997", "user.9998", "user.9999"]
@@ -194,7 +202,9 @@ def test_paging_and_filter_on_ten_thousand_keys(kv):
         assert "1 / 200" in ed.page_label.value
         ed.filter.value = "nothing"
         assert ed.key_list.options == () and "1 / 1" in ed.page_label.value
-        eventually(lambda: ed._caught_up, what="the index catching up")
+        eventually(lambda: ed.caught_up, what="the index catching up")
+        ed.filter.value = "user.999"
+        eventually(lambda: '{"n":9999}' in ed.key_list.options[-1][0], what="the filtered page's values")
     finally:
         ed.stop()
 
@@ -205,15 +215,14 @@ def test_redraws_at_most_ten_times_a_second(kv):
 
     async def storm():
         for i in range(40):
-            acks = [await conn.js.publish_async(f"{kv.prefix}hot.{j}", b"%d" % i) for j in range(50)]
-            await asyncio.gather(*acks)
-            await asyncio.sleep(0.025)
+            await asyncio.gather(*(publish(conn, f"{kv.prefix}hot.{j}", b"%d" % i) for j in range(50)))
+            await asyncio.sleep(0.025)          # the storm's pace, not a wait for a condition
 
     try:
-        eventually(lambda: ed._caught_up, what="the index catching up")
+        eventually(lambda: ed.caught_up, what="the index catching up")
         before, started = ed.renders, time.monotonic()
         loop.run(storm(), 30, "a storm of writes")
-        time.sleep(0.3)
+        time.sleep(0.3)                         # let the last redraws happen before counting them
         elapsed = time.monotonic() - started
         assert ed.renders - before <= 10 * elapsed + 3
         eventually(lambda: labels(ed).get("hot.0", "").endswith("= 39"), what="the last value shown")
@@ -259,3 +268,62 @@ def test_editor_stops_with_its_connection(kv, nats_url, uid):
     nbnats.close("short")
     assert ed._stopped
     ed.stop()
+
+
+def test_a_value_too_long_to_edit_is_never_saved_cut_short(kv):
+    long_text = "x" * (MAX_TEXT + 10)
+    rev = kv.put("big", long_text)
+    ed = kv.editor()
+    try:
+        ed.select("big")
+        assert ed.kind == "too long" and ed.value_box.disabled and len(ed.value_box.value) < 100
+        ed.value_box.value = "x" * MAX_TEXT                  # even if the box is changed from code
+        ed.save_button.click()
+        assert "cut it short" in ed.status.value and ed.error
+        stored = kv.get("big")
+        assert stored.revision == rev and stored.value == long_text
+        ed.overwrite_button.click()
+        assert kv.get("big").revision == rev
+    finally:
+        ed.stop()
+
+
+def test_someone_elses_change_while_editing_never_becomes_the_base(kv, other):
+    base = kv.put("doc", {"v": "base"})
+    ed = kv.editor()
+    try:
+        ed.select("doc")
+        ed.value_box.value = '{"v": "mine"}'
+        ed.value_box.value = '{\n  "v": "base"\n}'          # typed back to the loaded text: still an edit
+        assert ed.edited
+        theirs = other.put("doc", {"v": "theirs"})
+        eventually(lambda: "changed by someone else" in ed.status.value, what="the notice")
+        assert ed.loaded.revision == base and ed.theirs.revision == theirs
+        ed.render()
+        ed.render()
+        assert ed.loaded.revision == base                      # redraws do not adopt theirs either
+        ed.value_box.value = '{"v": "mine"}'
+        ed.save_button.click()
+        assert "conflict" in ed.status.value and ed.conflict.revision == theirs
+        assert kv.get("doc").value == {"v": "theirs"}
+        ed.reload_button.click()                               # taking theirs is a choice
+        assert ed.loaded.revision == theirs and not ed.edited and ed.theirs is None
+    finally:
+        ed.stop()
+
+
+def test_a_save_with_an_unknown_outcome_reads_the_key_back(kv, other):
+    rev = kv.put("k", {"v": 1})
+    ed = kv.editor()
+    try:
+        ed.select("k")
+        ed.stop()                                              # frozen: only what the server says counts
+        assert ed.settle_unknown_save({"v": 2}, last=rev) is None
+        assert "nothing was stored" in ed.status.value and kv.get("k").revision == rev
+        mine = other.update("k", {"v": 2}, last=rev)           # as if our lost-ack save had been stored
+        assert ed.settle_unknown_save({"v": 2}, last=rev) == mine
+        theirs = other.put("k", {"v": "theirs"})
+        assert ed.settle_unknown_save({"v": 3}, last=mine) is None
+        assert "conflict" in ed.status.value and ed.conflict.revision == theirs
+    finally:
+        ed.stop()

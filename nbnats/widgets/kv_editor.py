@@ -4,9 +4,17 @@ The editor lists keys a page at a time (from the stream's subject list, so
 10k keys open at once), edits values as pretty JSON or text, saves with
 compare-and-set (someone else's change shows as a conflict, never
 overwritten), adds and deletes keys, shows a key's history and reverts it.
-A headers-only watch on the loop thread follows everyone's changes; the
-view redraws on a timer, at most ten times a second, only when something
-changed.
+A headers-only ordered consumer (:mod:`nbnats.engine.ordered`) on the loop
+thread follows everyone's changes; the view redraws on a timer, at most ten
+times a second, only when something changed. The key filter works on an
+in-memory index (sorted once per change of the key set), so typing in it
+never waits for the server.
+
+Once a key is being edited, a newer revision written by someone else is
+shown as "changed by someone else" and never becomes the compare-and-set
+base silently; a value longer than the editor holds is shown read-only,
+never saved truncated; a save whose outcome is unknown (a timeout) reads the
+key back before it says saved or conflict.
 
 >>> kv.editor()            # doctest: +SKIP
 >>> kv.watch().widget      # doctest: +SKIP
@@ -24,15 +32,17 @@ from typing import Any
 import ipywidgets as w
 import orjson
 
-from nbnats.runtime import loop
 from nbnats.data import validate
-from nbnats.errors import Conflict, NatsError, ValidationError
-from nbnats.kv.bucket import KV, Entry, ack_meta, operation, preview
-from nbnats.kv.bucket import guarded
+from nbnats.data.payload import encode
+from nbnats.engine import api
+from nbnats.engine.ordered import OrderedConsumer
+from nbnats.errors import Conflict, NatsError, NotFound, Timeout, ValidationError
+from nbnats.kv.frame import Entry, decode_value, operation, preview
+from nbnats.runtime import loop
 from nbnats.widgets.tail_view import ROWS_SHOWN, TailView, _rate_points, sparkline, state_html
 
 REFRESH = 0.1       # seconds: the ≤ 10 Hz redraw cap
-MAX_TEXT = 1_000_000
+MAX_TEXT = 1_000_000 # characters: a longer value is shown read-only, never edited (or saved) in part
 SCANNED = 5_000     # newest watch rows searched for the per-key table
 
 
@@ -84,12 +94,14 @@ class KVEditor(w.VBox):
     """An editor bound to a :class:`~nbnats.kv.KV`; see :meth:`KV.editor`.
 
     State for code and tests: ``key_list`` (Select of the page), ``key_box``,
-    ``value_box``, ``status`` (HTML), ``loaded`` (the entry being edited),
+    ``value_box``, ``status`` (HTML), ``loaded`` (the entry being edited, the
+    compare-and-set base), ``edited`` (the value box differs from it),
+    ``theirs`` (a newer revision someone else wrote while editing),
     ``conflict`` (the newer entry after a refused save), ``page``,
-    ``open_seconds`` (how long opening took).
+    ``caught_up`` (the live index has every key), ``open_seconds``.
     """
 
-    def __init__(self, kv: KV, page_size: int = 50):
+    def __init__(self, kv, page_size: int = 50):
         started = time.perf_counter()
         self.kv = kv
         self.conn = kv.conn
@@ -99,7 +111,9 @@ class KVEditor(w.VBox):
         self._index: dict[str, tuple[int, str, int]] = {}   # key → (revision, op, ns) from the live watch
         self._listed: set[str] = set()                       # keys listed at open, before the watch caught up
         self._keys_version = 0                               # bumped when the set of listed keys changes
-        self._sorted: tuple[int, list[str]] = (-1, [])
+        self._sorted: tuple[tuple, list[str]] = ((), [])
+        self._filtered: tuple[tuple, list[str]] = ((), [])
+        self._natural: dict[str, tuple] = {}                 # natural_key of each key, computed once
         self._cache: dict[str, Entry] = {}
         self._visible: list[str] = []
         self._caught_up = False
@@ -109,19 +123,20 @@ class KVEditor(w.VBox):
         self._history_due = False
         self._warned = 0                                     # the newer revision last warned about
         self._stopped = False
-        self._sub = None
+        self._reader: OrderedConsumer | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._quiet = False
         self.loaded: Entry | None = None
         self.kind = "text"
         self._loaded_text = ""
+        self.edited = False
+        self.theirs: Entry | None = None
         self.conflict: Entry | None = None
         self.last_change: tuple[str, int, str] | None = None
         self.renders = 0
         self.error: str | None = None
         self._build()
-        loop.run(guarded(self._open(), f"opening the editor on {kv.bucket!r}", self.conn), 30,
-                 f"opening the editor on {kv.bucket!r}")
+        loop.run(self._open(), 30, f"opening the editor on {kv.bucket!r}")
         self.conn.listeners.append(self)
         self.render()
         self.open_seconds = time.perf_counter() - started
@@ -156,6 +171,7 @@ class KVEditor(w.VBox):
                                   layout=L(display="none"))
 
         self.filter.observe(lambda _: self._act(self._refilter), names="value")
+        self.value_box.observe(self._on_typed, names="value")
         self.show_deleted.observe(lambda _: self._act(self._refilter), names="value")
         self.prev_button.on_click(lambda _: self._act(self._turn, -1))
         self.next_button.on_click(lambda _: self._act(self._turn, 1))
@@ -177,19 +193,27 @@ class KVEditor(w.VBox):
 
     # -- loop thread: opening, the live index, refreshing ---------------------
     async def _open(self) -> None:
-        js, kv = self.conn.js, self.kv
-        si = await js.stream_info(kv.stream, subjects_filter=kv.prefix + ">")
+        kv = self.kv
         n = len(kv.prefix)
-        self._listed = {s[n:] for s in (si.state.subjects or {})}
+        self._listed = {s[n:] for s in await _subjects(self.conn, kv.stream, kv.prefix + ">")}
         if not self._listed:
             self._caught_up = True
         await self._refresh(render=False)      # the first page before the index floods the loop
         # Each key's newest revision, then every change: headers only, values are fetched per page.
-        self._sub = await js.subscribe(kv.prefix + ">", stream=kv.stream, cb=self._on_change, ordered_consumer=True,
-                                       headers_only=True, idle_heartbeat=2.0)
+        self._reader = OrderedConsumer(self.conn, kv.stream, [kv.prefix + ">"], self._on_change,
+                                       deliver="last_per_subject", headers_only=True)
+        info = await self._reader.start()
+        if not info.get("num_pending"):
+            self._caught_up = True
+            self._keys_version += 1
 
-    async def _on_change(self, msg) -> None:
-        seq, ts, pending = ack_meta(msg.reply)
+    @property
+    def caught_up(self) -> bool:
+        """True once the live index holds every key's newest revision."""
+        return self._caught_up
+
+    def _on_change(self, msg, meta) -> None:
+        seq, ts, pending = meta.seq, meta.time_ns, meta.pending
         key = msg.subject[len(self.kv.prefix):]
         op = operation(msg.headers)
         old = self._index.get(key)
@@ -223,7 +247,7 @@ class KVEditor(w.VBox):
                 if k in self._index and self._index[k][0] > self.loaded.revision:
                     stale.append(k)
             if stale:
-                got = await asyncio.gather(*(self.kv._latest(self.conn, k) for k in stale), return_exceptions=True)
+                got = await asyncio.gather(*(self.kv.read_entry(k) for k in stale), return_exceptions=True)
                 for k, e in zip(stale, got):
                     if isinstance(e, Entry):
                         self._cache[k] = e
@@ -231,7 +255,7 @@ class KVEditor(w.VBox):
                 self.render()
             if self._history_due and self.history_button.value and self.loaded is not None:
                 self._history_due = False
-                self._fill_history(await self.kv._history(self.conn, self.loaded.key))
+                self._fill_history(await self.kv.read_history(self.loaded.key))
         except Exception as exc:          # a redraw must never kill the timer
             self.error = f"refresh failed: {exc}"
         finally:
@@ -240,30 +264,26 @@ class KVEditor(w.VBox):
     # -- the key list ---------------------------------------------------------
     def all_keys(self) -> list[str]:
         """Every key the list can show (deleted ones only with the checkbox), naturally sorted."""
-        version = self._keys_version
-        if self._sorted[0] != version:
-            show_deleted = self.show_deleted.value
-            known = {k for k, (_, op, _) in list(self._index.items()) if show_deleted or op == "PUT"}
+        state = (self._keys_version, self.show_deleted.value)
+        if self._sorted[0] != state:
+            known = {k for k, (_, op, _) in list(self._index.items()) if state[1] or op == "PUT"}
             if not self._caught_up:
                 known |= {k for k in self._listed if k not in self._index}
-            self._sorted = (version, sorted(known, key=natural_key))
+            natural = self._natural
+            for k in known:
+                if k not in natural:
+                    natural[k] = natural_key(k)
+            self._sorted = (state, sorted(known, key=natural.__getitem__))
         return self._sorted[1]
 
     def filtered_keys(self) -> list[str]:
-        """The keys that match the filter box."""
+        """The keys that match the filter box (cached until the keys or the filter change)."""
         keys = self.all_keys()
         pattern = self.filter.value.strip()
-        if not pattern:
-            return keys
-        if "*" in pattern or ">" in pattern:
-            try:
-                validate.key(pattern, pattern=True)
-                validate.subject(pattern)
-                return [k for k in keys if validate.subject_matches(pattern, k)]
-            except NatsError:
-                pass
-        low = pattern.lower()
-        return [k for k in keys if low in k.lower()]
+        state = (self._sorted[0], pattern)
+        if self._filtered[0] != state:
+            self._filtered = (state, _matching(keys, pattern) if pattern else keys)
+        return self._filtered[1]
 
     def page_keys(self) -> list[str]:
         """The keys on the current page."""
@@ -321,15 +341,21 @@ class KVEditor(w.VBox):
         newer = self._cache.get(e.key)
         if newer is None or newer.revision <= e.revision:
             return
-        if self.value_box.value == self._loaded_text:
+        if not self.edited:
             self._show(newer)
             self._say(f"updated live: another client wrote revision {newer.revision}", "#2563eb")
         elif self._warned != newer.revision:          # once per change, so a conflict message stays
             self._warned = newer.revision
+            self.theirs = newer                        # shown, never adopted: the CAS base stays e.revision
             self._history_due = self._dirty = True     # the history shows their revision too
             what = "deleted it" if newer.deleted else f"wrote revision {newer.revision}"
-            self._say(f"⚠ another client {what} while you edit revision {e.revision}; "
-                      "saving will report a conflict (Reload takes theirs)", "#b45309")
+            self._say(f"⚠ changed by someone else: another client {what} while you edit revision "
+                      f"{e.revision}; your edit stays based on revision {e.revision}, so Save will report a "
+                      "conflict (Reload takes theirs)", "#b45309")
+
+    def _on_typed(self, change) -> None:
+        if change["new"] != self._loaded_text:
+            self.edited = True                         # stays set until a revision is loaded again
 
     def _say(self, text: str, color: str = "#374151") -> None:
         self.status.value = f"<span style='color:{color}'>{escape(text)}</span>"
@@ -337,17 +363,22 @@ class KVEditor(w.VBox):
     def _show(self, entry: Entry | None) -> None:
         """Put an entry in the edit pane (None clears it for a new key)."""
         self.loaded = entry
-        self.conflict = None
+        self.conflict = self.theirs = None
+        self._warned = 0
         self.overwrite_button.layout.display = "none"
         if entry is None:
-            self.key_box.value, self.value_box.value, self.info.value = "", "", ""
             self._loaded_text, self.kind = "", "text"
+            self.key_box.value, self.value_box.value, self.info.value = "", "", ""
+            self.edited = False
             return
         text, self.kind = to_text(entry) if not entry.deleted else ("", "text")
+        if len(text) > MAX_TEXT:
+            text, self.kind = f"<{len(text):,} characters: too long to edit here>", "too long"
         self.key_box.value = entry.key
-        self.value_box.value = text[:MAX_TEXT]
-        self.value_box.disabled = self.kind == "bytes"
-        self._loaded_text = self.value_box.value
+        self._loaded_text = text
+        self.value_box.value = text
+        self.value_box.disabled = self.kind in ("bytes", "too long")
+        self.edited = False
         when = entry.created.strftime("%Y-%m-%d %H:%M:%S UTC") if entry.created is not None else ""
         state = f" · <b style='color:#b91c1c'>{entry.operation}</b> (Save restores it)" if entry.deleted else ""
         self.info.value = (f"revision <b>{entry.revision}</b> · {when} · {len(entry.raw):,} bytes · "
@@ -379,11 +410,7 @@ class KVEditor(w.VBox):
         >>> ed.select("user.123").revision   # doctest: +SKIP
         4
         """
-        validate.key(key)
-        entry = loop.run(guarded(self.kv._latest(self.conn, key), f"reading {key!r}", self.conn), 12,
-                         f"reading {key!r}")
-        if entry is None:
-            raise self.kv._missing(key, None)
+        entry = self.kv.entry(key)
         self._cache[key] = entry
         self._show(entry)
         self._say("")
@@ -416,30 +443,71 @@ class KVEditor(w.VBox):
         if self.kind == "bytes":
             raise ValidationError(f"{e.key!r} holds binary bytes, which this editor does not change",
                                   "write it from Python with kv.put")
+        if self.kind == "too long":
+            raise ValidationError(f"the value of {e.key!r} has {len(e.raw):,} bytes, more than this editor "
+                                  f"holds ({MAX_TEXT:,} characters), so saving here would cut it short",
+                                  "change it from Python with kv.update")
         value = from_text(self.value_box.value, self.kind)
         last = self.conflict.revision if overwrite and self.conflict is not None else e.revision
         self._saving = True
         try:
-            rev = self.kv.update(e.key, value, last=last)
-        except Conflict as exc:
-            self.conflict = getattr(exc, "current", None)
-            self.overwrite_button.layout.display = "" if self.conflict is not None else "none"
-            theirs = ""
-            if self.conflict is not None:
-                theirs = " · theirs: " + ("(deleted)" if self.conflict.deleted else preview(self.conflict.value, 80))
-            self.error = f"conflict: {exc}"
-            self._say(f"✗ conflict — {exc.what}; your edit was NOT saved{theirs}. "
-                      "Reload to take theirs, or Overwrite theirs.", "#b91c1c")
-            return None
+            try:
+                rev = self.kv.update(e.key, value, last=last)
+            except Timeout:
+                rev = self.settle_unknown_save(value, last)
+            except Conflict as exc:
+                self._refused(exc.what, getattr(exc, "current", None))
+                return None
+            if rev is not None:
+                self._adopt(e.key, rev)
+                self._say(f"✓ saved as revision {rev}", "#15803d")
+            return rev
         finally:
             self._saving = False
-        self._adopt(e.key, rev)
-        self._say(f"✓ saved as revision {rev}", "#15803d")
-        return rev
+
+    def settle_unknown_save(self, value: Any, last: int) -> int | None:
+        """After a save nobody confirmed: read the key back and say what happened.
+
+        Returns the revision when the value is stored; None (with a conflict
+        or a "not stored" line in ``status``) when it is not.
+
+        >>> ed.settle_unknown_save({"mode": "mine"}, last=4)   # doctest: +SKIP
+        5
+        """
+        key = self.loaded.key
+        try:
+            now = self.kv.entry(key)
+        except NotFound:
+            now = None
+        if now is not None and now.revision > last and not now.deleted and now.raw == encode(value):
+            return now.revision
+        if now is not None and now.revision == last:
+            self.error = "the save was not confirmed and did not happen"
+            self._say(f"✗ the server did not confirm the save, and {key!r} is still at revision {last}: "
+                      "nothing was stored. Save again.", "#b91c1c")
+            return None
+        what = f"key {key!r} changed since revision {last}: " + (
+            "it no longer exists" if now is None else
+            f"it is {'deleted' if now.deleted else 'now'} at revision {now.revision}")
+        self._refused(what, now)
+        return None
+
+    def _refused(self, what: str, current: Entry | None) -> None:
+        self.conflict = current
+        self.overwrite_button.layout.display = "" if current is not None else "none"
+        theirs = ""
+        if current is not None:
+            theirs = " · theirs: " + ("(deleted)" if current.deleted else preview(current.value, 80))
+        self.error = f"conflict: {what}"
+        self._say(f"✗ conflict — {what}; your edit was NOT saved{theirs}. "
+                  "Reload to take theirs, or Overwrite theirs.", "#b91c1c")
 
     def _adopt(self, key: str, rev: int) -> None:
         """After our own write: load it without a round of live notices."""
-        entry = self.kv._run(self.kv._latest(self.conn, key), f"reading {key!r}")
+        try:
+            entry = self.kv.entry(key)
+        except NotFound:
+            entry = None
         if entry is not None:
             self._cache[key] = entry
             self._show(entry)
@@ -517,9 +585,10 @@ class KVEditor(w.VBox):
         return rev
 
     def _refilter(self) -> None:
-        self._keys_version += 1
+        """A keystroke in the filter: redraw from the index now; values of the new page follow on the timer."""
         self.page = 0
-        self._refresh_now()
+        self.render()
+        self._dirty = True
 
     def _turn(self, step: int) -> None:
         self.page += step
@@ -542,7 +611,6 @@ class KVEditor(w.VBox):
 
     def _closed(self) -> None:
         self._stopped = True
-        self._sub = None
 
     def stop(self) -> None:
         """Stop following changes (the widget stays on screen, frozen).
@@ -552,10 +620,10 @@ class KVEditor(w.VBox):
         self._stopped = True
         if self._timer is not None:
             loop.call_soon(self._timer.cancel)
-        sub, self._sub = self._sub, None
-        if sub is not None:
+        reader, self._reader = self._reader, None
+        if reader is not None and reader.running:
             try:
-                loop.run(_quietly(sub.unsubscribe()), 5, "stopping the editor's watch")
+                loop.run(_quietly(reader.stop()), 5, "stopping the editor's watch")
             except NatsError:
                 pass
         if self in self.conn.listeners:
@@ -586,7 +654,7 @@ class KVWatchView(TailView):
         self.children = [self.header, self.mode, *self.children[1:]]
 
     def _rows(self) -> list[tuple]:
-        ring = self.tail._ring.last(SCANNED)        # (key, time_ns, revision, data, headers) rows
+        ring = self.tail.last(SCANNED)        # (key, time_ns, revision, data, headers) rows
         pattern = self.filter.value.strip()
         if pattern:
             try:
@@ -615,7 +683,7 @@ class KVWatchView(TailView):
         initial = "" if t.caught_up else " · loading current values…"
         paused = " · <b>paused</b>" if self.pause.value else ""
         self.header.value = (f"<b>KV {escape(t.kv.bucket)}</b> watch <code>{escape(t.key)}</code> · {t.id} · {state} · "
-                             f"{t.count:,} changes · {len(t._ring):,} kept · {t.rate:,.0f}/s{initial}{paused}")
+                             f"{t.count:,} changes · {t.kept:,} kept · {t.rate:,.0f}/s{initial}{paused}")
         self.chart.value = sparkline([r for _, r in _rate_points(t)][-60:])
         if self.pause.value:
             return
@@ -632,5 +700,33 @@ class KVWatchView(TailView):
 def _value_preview(data: bytes, headers: dict | None) -> str:
     if operation(headers) != "PUT":
         return ""
-    from nbnats.kv.bucket import decode_value
     return preview(decode_value(data), 100)
+
+
+def _matching(keys: list[str], pattern: str) -> list[str]:
+    """The keys that match a filter: a subject pattern (``user.*``) or, else, a case-blind substring.
+
+    >>> _matching(["user.1", "User.2", "cfg"], "user"), _matching(["a.b", "a.b.c"], "a.*")
+    (['user.1', 'User.2'], ['a.b'])
+    """
+    if "*" in pattern or ">" in pattern:
+        try:
+            validate.key(pattern, pattern=True)
+            validate.subject(pattern)
+            return [k for k in keys if validate.subject_matches(pattern, k)]
+        except NatsError:
+            pass
+    low = pattern.lower()
+    return [k for k in keys if low in k.lower()]
+
+
+async def _subjects(conn, stream: str, filter_subject: str) -> list[str]:
+    """Every subject ``stream`` holds under ``filter_subject`` (the server pages long lists)."""
+    found: dict = {}
+    while True:
+        info = await api.request(conn, f"STREAM.INFO.{stream}", {"subjects_filter": filter_subject, "offset": len(found)},
+                                 what=f"listing the keys of {stream!r}", stream=stream)
+        page = (info.get("state") or {}).get("subjects") or {}
+        found.update(page)
+        if not page or len(found) >= info.get("total", 0):
+            return list(found)
