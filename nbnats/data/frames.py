@@ -1,13 +1,41 @@
-"""Messages → pandas DataFrames, decoded in bulk.
+"""Messages → pandas DataFrames: one decoding rule set, a bulk path and a per-row path.
 
 Tails, replays and consumers keep raw bytes; the frame is built here only
-when asked for. JSON objects become one column per key (nested keys joined
-with ``.``); anything else lands in ``data``; a payload that fails to decode
-keeps its row with the reason in ``decode_error``.
+when asked for. The rules (docs/API.md, "DataFrames"):
+
+- **Rows.** No row is ever dropped for its content. A JSON object payload
+  becomes one column per key; any other payload stands in ``data`` (``str``
+  when it is UTF-8, else ``bytes``). A payload that fails to decode keeps its
+  row: ``data`` holds it as it came, ``decode_error`` the reason. Strict JSON
+  only: no ``NaN``/``Infinity``, valid UTF-8, at most 100 levels of nesting.
+- **Names.** A column is named by its key path joined with ``.``
+  (``customer.id``). Names are handed out shortest path first (ties in sorted
+  order); a name already taken — by a base column (``subject``, ``time``,
+  ``seq``, ``size``, ``headers``), by ``data`` or ``decode_error``, or by a
+  shorter path — gets ``data.`` in front until it is free: a payload key
+  ``subject`` is ``data.subject``, and ``{"a.b": 1, "a": {"b": 2}}`` gives
+  ``a.b`` (the key ``"a.b"``) and ``data.a.b`` (the path a → b). Names are
+  unique; ``df.attrs["nbnats.paths"]`` records each renamed or dotted key's
+  path, and :func:`payloads_of` reads it back.
+- **Values** round-trip exactly or are refused with a reason. ``null``, an
+  absent key and an empty object are all a missing cell. Integers stay
+  integers: int64 (``Int64`` where a row lacks them), uint64/``UInt64`` past
+  2**63; floats are float64, and so are ints mixed with floats when every one
+  is exact as a float. Strings are pandas' string type. A key whose values
+  share no one type (``1`` and ``"one"``, integers past 64 bits, lists mixing
+  types) is a ``json`` column (:mod:`nbnats.data.values`): the cells are the
+  decoded values, and Parquet receives JSON text.
+- **Every frame** displays, iterates and writes to Parquet.
+
+The bulk path (:mod:`nbnats.data.bulk`, Arrow) decodes every clean line at
+once; lines it could get wrong go to the per-row path
+(:mod:`nbnats.data.flatten`), which is the reference.
 
 >>> df = build(["a.b", "a.c"], [0, 1_000], [b'{"id": 1, "c": {"x": 2}}', b"hello"])
 >>> list(df.columns)
 ['subject', 'time', 'seq', 'size', 'headers', 'id', 'c.x', 'data']
+>>> df["id"].tolist()
+[1, <NA>]
 """
 
 from __future__ import annotations
@@ -16,17 +44,21 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
-import orjson
 import pandas as pd
-import pyarrow as pa
-import pyarrow.json as pa_json
+
+from nbnats.data import bulk, flatten
+from nbnats.data.values import is_missing
 
 BASE_COLUMNS = ["subject", "time", "seq", "size", "headers"]
-_RESERVED = set(BASE_COLUMNS) | {"data", "decode_error"}
+SPECIAL_COLUMNS = ("data", "decode_error")
+PATHS = "nbnats.paths"       # df.attrs key: column name -> key path, where the name alone is ambiguous
+_RESERVED = set(BASE_COLUMNS) | set(SPECIAL_COLUMNS)
 
 # Set by nbnats.codecs.use() while a subject pattern has a codec: subject -> its decode
 # function, or None for the default JSON decoding. Unset, build() takes the Arrow path as before.
 subject_decoder: Callable[[str], Callable[[bytes], Any] | None] | None = None
+
+__all__ = ["build", "decode_payloads", "payloads_of", "unflatten", "is_missing", "BASE_COLUMNS"]
 
 
 def build(subjects: Sequence[str], times_ns: Sequence[int], payloads: Sequence[bytes],
@@ -51,15 +83,45 @@ def build(subjects: Sequence[str], times_ns: Sequence[int], payloads: Sequence[b
         "size": sizes,
         "headers": pd.Series(list(headers) if headers is not None else [None] * n, dtype=object),
     })
-    if decode is None and subject_decoder is not None:
-        body = _decode_by_subject(subjects, payloads, sizes)
+    parts = _Parts(n)
+    decoders = {s: subject_decoder(s) for s in set(subjects)} if decode is None and subject_decoder else {}
+    if any(decoders.values()):
+        groups: dict[Any, list[int]] = {}
+        for i, s in enumerate(subjects):
+            groups.setdefault(decoders[s], []).append(i)
+        for dec, rows in groups.items():
+            where = np.asarray(rows, dtype=np.int64)
+            parts.decode([payloads[i] for i in rows], dec, sizes[where], where)
     else:
-        body = decode_payloads(payloads, decode, sizes)
-    if body.empty and not len(body.columns):
-        return base
-    body.columns = [f"data.{c}" if c in _RESERVED and c not in ("data", "decode_error") else c
-                    for c in body.columns]
-    return pd.concat([base, body.set_axis(base.index)], axis=1)
+        parts.decode(payloads, decode, sizes)
+    body, paths = parts.frame(_RESERVED, "data.")
+    df = pd.concat([base, body], axis=1) if len(body.columns) else base
+    df.attrs[PATHS] = paths
+    return df
+
+
+def decode_payloads(payloads: Sequence[bytes], decode: Callable[[bytes], Any] | None = None,
+                    sizes: np.ndarray | None = None, reserved: Sequence[str] = SPECIAL_COLUMNS,
+                    prefix: str = "data.") -> pd.DataFrame:
+    """Decode payloads into payload columns (without the base columns), by the module's rules.
+
+    ``reserved`` are the names payload keys must not take (a frame's own
+    columns; ``data`` and ``decode_error`` always); ``prefix`` goes in front of
+    a key that would take one.
+
+    >>> decode_payloads([b'{"a": {"b": 1}}', b'{"a": {"b": 2}}'])["a.b"].tolist()
+    [1, 2]
+    >>> list(decode_payloads([b'{"key": 1}'], reserved=["key"], prefix="value.").columns)
+    ['value.key']
+    """
+    n = len(payloads)
+    if sizes is None:
+        sizes = np.fromiter(map(len, payloads), dtype="int64", count=n)
+    parts = _Parts(n)
+    parts.decode(payloads, decode, sizes)
+    body, paths = parts.frame(set(reserved) | set(SPECIAL_COLUMNS), prefix)
+    body.attrs[PATHS] = paths
+    return body
 
 
 def _seq_column(seqs: Sequence[int | None] | None, n: int) -> pd.arrays.IntegerArray:
@@ -69,76 +131,149 @@ def _seq_column(seqs: Sequence[int | None] | None, n: int) -> pd.arrays.IntegerA
     return pd.array(seqs if isinstance(seqs, np.ndarray) else list(seqs), dtype="Int64")
 
 
-def decode_payloads(payloads: Sequence[bytes], decode: Callable[[bytes], Any] | None = None,
-                    sizes: np.ndarray | None = None) -> pd.DataFrame:
-    """Decode payloads into payload columns (without the base columns).
+class _Parts:
+    """Decoded pieces of a frame's payload columns, gathered from the bulk and per-row paths."""
 
-    >>> decode_payloads([b'{"a": {"b": 1}}', b'{"a": {"b": 2}}'])["a.b"].tolist()
-    [1, 2]
+    def __init__(self, n: int):
+        self.n = n
+        self.columns: dict[tuple, list[tuple]] = {}   # path -> [(rows, values, typed already)]
+        self.data: dict[int, Any] = {}
+        self.errors: dict[int, str] = {}
+
+    def decode(self, payloads, decode, sizes: np.ndarray, where: np.ndarray | None = None) -> None:
+        """Decode ``payloads`` (frame rows ``where``, default 0..n-1): in bulk what can be."""
+        n = len(payloads)
+        where = np.arange(n) if where is None else where
+        slow = range(n)
+        if decode is None:
+            got = bulk.decode(payloads, sizes) if n else None
+            if got is not None:
+                rows, slow_rows, columns = got
+                for path, values in columns.items():
+                    self.columns.setdefault(path, []).append((where[rows], values, True))
+                left = np.ones(n, dtype=bool)
+                left[rows] = False
+                left[slow_rows] = True
+                slow = np.flatnonzero(left).tolist()
+            decode = flatten.json_or_text
+        columns, data, errors = flatten.decode_rows(payloads, slow, decode)
+        for path, (rows, values) in columns.items():   # after the bulk pieces: these override them
+            self.columns.setdefault(path, []).append(
+                (where[rows], np.fromiter(values, dtype=object, count=len(values)), False))
+        self.data.update((int(where[i]), v) for i, v in data.items())
+        self.errors.update((int(where[i]), v) for i, v in errors.items())
+
+    def frame(self, reserved: set[str], prefix: str) -> tuple[pd.DataFrame, dict[str, tuple]]:
+        """The payload columns, named by the rules, and the paths of the ambiguous names."""
+        names = column_names(self.columns, reserved, prefix)
+        arrays: dict[str, Any] = {}
+        order = self.columns
+        if any(not typed for pieces in order.values() for _, _, typed in pieces):
+            order = sorted(order, key=lambda p: min(_first_row(piece) for piece in self.columns[p]))
+        for path in order:
+            pieces = self.columns[path]
+            arrays[names[path]] = self._column(pieces)
+        for name, cells in (("data", self.data), ("decode_error", self.errors)):
+            if cells:
+                values = np.full(self.n, None, dtype=object)
+                values[list(cells)] = np.fromiter(cells.values(), dtype=object, count=len(cells))
+                arrays[name] = flatten.column(values)
+        body = pd.DataFrame(arrays, index=pd.RangeIndex(self.n)) if arrays else pd.DataFrame(index=range(self.n))
+        paths = {names[p]: p for p in self.columns
+                 if names[p] != ".".join(map(str, p)) or any(not isinstance(k, str) or "." in k for k in p)}
+        return body, paths
+
+    def _column(self, pieces: list):
+        if len(pieces) == 1 and pieces[0][2] and len(pieces[0][0]) == self.n:
+            return pieces[0][1]             # one bulk column over every row: typed already
+        values = np.full(self.n, None, dtype=object)
+        for rows, part, _ in pieces:
+            values[rows] = _objects(part)
+        return flatten.column(values)
+
+
+def _first_row(piece: tuple) -> int:
+    rows, values, typed = piece
+    if not typed:
+        return int(rows[0])
+    present = np.flatnonzero(~np.asarray(pd.isna(values), dtype=bool))
+    return int(rows[present[0]]) if len(present) else 1 << 62
+
+
+def _objects(values) -> np.ndarray:
+    """Any column array as Python objects with None where missing."""
+    if isinstance(values, np.ndarray):
+        if values.dtype == object:
+            return values
+        out = values.astype(object)
+        if values.dtype.kind == "f":
+            out[np.isnan(values)] = None
+        return out
+    return values.to_numpy(dtype=object, na_value=None)
+
+
+def column_names(paths, reserved: set[str], prefix: str = "data.") -> dict[tuple, str]:
+    """Unique column names for key paths: joined with ``.``, shortest path first, a taken
+    name prefixed until free.
+
+    >>> column_names([("a", "b"), ("a.b",), ("subject",)], {"subject"})
+    {('a.b',): 'a.b', ('subject',): 'data.subject', ('a', 'b'): 'data.a.b'}
     """
-    n = len(payloads)
-    if n == 0:
-        return pd.DataFrame(index=range(0))
-    if decode is None:
-        if sizes is None:
-            sizes = np.fromiter(map(len, payloads), dtype="int64", count=n)
-        fast = _arrow_json(payloads, sizes)
-        if fast is not None:
-            return fast
-        decode = _json_or_text
-    return _per_row(payloads, decode)
-
-
-def _decode_by_subject(subjects: Sequence[str], payloads: Sequence[bytes], sizes: np.ndarray) -> pd.DataFrame:
-    """Decode each run of rows with its subject's codec; JSON rows keep the bulk path."""
-    decoders = {s: subject_decoder(s) for s in set(subjects)}
-    if not any(decoders.values()):
-        return decode_payloads(payloads, None, sizes)
-    groups: dict[Any, list[int]] = {}
-    for i, s in enumerate(subjects):
-        groups.setdefault(decoders[s], []).append(i)
-    parts = [decode_payloads([payloads[i] for i in rows], dec, sizes[rows]).set_axis(rows)
-             for dec, rows in groups.items()]
-    parts = [p for p in parts if len(p.columns)]
-    if not parts:
-        return pd.DataFrame(index=range(len(payloads)))
-    return pd.concat(parts, sort=False).reindex(range(len(payloads)))
+    taken = set(reserved)
+    names: dict[tuple, str] = {}
+    for path in sorted(paths, key=lambda p: (len(p), tuple(map(str, p)))):
+        name = ".".join(map(str, path))
+        while name in taken:
+            name = prefix + name
+        taken.add(name)
+        names[path] = name
+    return names
 
 
 def payloads_of(df: pd.DataFrame) -> list[Any]:
     """A message frame's rows back to payloads: nested dicts again, or the lone ``data`` cell.
 
-    The base columns and ``decode_error`` are left out; integer columns that
-    gaps turned into floats give ints again.
+    The base columns and ``decode_error`` are left out. Column names are read
+    back with ``df.attrs["nbnats.paths"]`` where the frame has it.
 
-    >>> df = build(["s", "s"], [0, 1], [b'{"a": {"b": 1}, "n": 2}', b'{"a": {"b": 3}}'])
+    >>> df = build(["s", "s"], [0, 1], [b'{"a": {"b": 1}, "n": 2}', b'{"a": {"b": 3}, "a.b": 4}'])
     >>> payloads_of(df)
-    [{'a': {'b': 1}, 'n': 2}, {'a': {'b': 3}}]
+    [{'a': {'b': 1}, 'n': 2}, {'a': {'b': 3}, 'a.b': 4}]
     """
     body = df[[c for c in df.columns if c not in _RESERVED or c == "data"]]
     if not len(body.columns):
         return [{} for _ in range(len(df))]
-    gappy = [c for c in body.columns if body[c].dtype.kind == "f" and body[c].isna().any()]
-    if gappy:
-        body = body.copy()
-        for c in gappy:
-            col = body[c]
-            present = col.dropna()
-            if len(present) and (present == np.floor(present)).all() and present.abs().max() < 2 ** 53:
-                body[c] = col.astype(object).where(col.isna(), col.fillna(0).astype("int64").astype(object))
+    paths = df.attrs.get(PATHS)
+    if paths is None:           # not built here: a float column with gaps may have been ints
+        body = _whole_floats_as_ints(body)
     out = []
     for row in body.to_dict(orient="records"):
         data = row.get("data")
-        if not is_missing(data) and not isinstance(data, dict) and \
-                all(is_missing(v) for k, v in row.items() if k != "data"):
+        if not is_missing(data) and all(is_missing(v) for k, v in row.items() if k != "data"):
             out.append(data)
         else:
-            out.append(unflatten(row))
+            out.append(unflatten({k: v for k, v in row.items() if k != "data"}, paths))
     return out
 
 
-def unflatten(row: dict) -> dict:
+def _whole_floats_as_ints(body: pd.DataFrame) -> pd.DataFrame:
+    gappy = [c for c in body.columns if body[c].dtype.kind == "f" and body[c].isna().any()]
+    if not gappy:
+        return body
+    body = body.copy()
+    for c in gappy:
+        col = body[c]
+        present = col.dropna()
+        if len(present) and (present == np.floor(present)).all() and present.abs().max() < 2 ** 53:
+            body[c] = col.astype(object).where(col.isna(), col.fillna(0).astype("int64").astype(object))
+    return body
+
+
+def unflatten(row: dict, paths: dict[str, tuple] | None = None) -> dict:
     """Undo the frame's ``a.b`` flattening of one row's payload columns; missing values are left out.
+
+    ``paths`` (a frame's ``attrs["nbnats.paths"]``) gives the key path of the
+    names that are not simply dot-joined.
 
     >>> unflatten({"id": 1, "customer.name": "ada", "note": float("nan"), "data.size": 3})
     {'id': 1, 'customer': {'name': 'ada'}, 'size': 3}
@@ -147,11 +282,12 @@ def unflatten(row: dict) -> dict:
     for k, v in row.items():
         if is_missing(v):
             continue
-        k = str(k)
-        if k.startswith("data.") and k[5:] in BASE_COLUMNS:
+        if paths and k in paths:
+            parts = list(paths[k])
+        elif isinstance(k, str) and k.startswith("data.") and k[5:] in _RESERVED:
             parts = [k[5:]]                  # a payload key renamed to avoid a base column
         else:
-            parts = k.split(".")
+            parts = str(k).split(".")
         node = out
         for p in parts[:-1]:
             node = node.setdefault(p, {})
@@ -160,127 +296,3 @@ def unflatten(row: dict) -> dict:
         else:
             node[parts[-1]] = v
     return out
-
-
-def is_missing(v: Any) -> bool:
-    """True for a frame's empty cell (None, NaN, pd.NA, NaT) — not for a list or dict.
-
-    >>> is_missing(float("nan")), is_missing([]), is_missing(0)
-    (True, False, False)
-    """
-    return v is None or v is pd.NA or v is pd.NaT or (isinstance(v, float) and v != v)
-
-
-class _Text:
-    """Marker for a payload that is not a JSON object: it goes to ``data``."""
-
-    __slots__ = ("value",)
-
-    def __init__(self, value: Any):
-        self.value = value
-
-
-def _as_text(p: bytes) -> str | bytes:
-    try:
-        return p.decode("utf-8")
-    except UnicodeDecodeError:
-        return bytes(p)
-
-
-def _json_or_text(p: bytes) -> Any:
-    head = p[:1]
-    if head in (b"{", b"["):
-        try:
-            value = orjson.loads(p)
-        except orjson.JSONDecodeError as exc:
-            raise ValueError(f"invalid JSON: {exc}") from None
-        return value if type(value) is dict else _Text(_as_text(p))
-    return _Text(_as_text(p))
-
-
-def _flatten(d: dict, prefix: str = "", out: dict | None = None) -> dict:
-    out = {} if out is None else out
-    for k, v in d.items():
-        if type(v) is dict and v:
-            _flatten(v, f"{prefix}{k}.", out)
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
-
-
-def _per_row(payloads: Sequence[bytes], decode: Callable[[bytes], Any]) -> pd.DataFrame:
-    n = len(payloads)
-    rows: list[dict] = []
-    row_index: list[int] = []
-    data: list[Any] = [None] * n
-    errors: list[str | None] = [None] * n
-    has_data = has_error = False
-    for i, p in enumerate(payloads):
-        try:
-            value = decode(p)
-        except Exception as exc:  # a codec's failure keeps the row
-            errors[i] = str(exc) or type(exc).__name__
-            data[i] = _as_text(p)
-            has_error = has_data = True
-            continue
-        if type(value) is dict:
-            rows.append(_flatten(value))
-            row_index.append(i)
-        else:
-            data[i] = value.value if isinstance(value, _Text) else value
-            has_data = True
-    if rows:
-        body = pd.DataFrame(rows, index=row_index).reindex(range(n))
-    else:
-        body = pd.DataFrame(index=range(n))
-    if has_data:
-        body["data"] = pd.Series(data, dtype=object)
-    if has_error:
-        body["decode_error"] = pd.Series(errors, dtype=object)
-    return body
-
-
-def _arrow_json(payloads: Sequence[bytes], sizes: np.ndarray) -> pd.DataFrame | None:
-    """Decode all payloads at once with Arrow when every one is a one-line JSON object."""
-    if not sizes.all():
-        return None
-    buf = getattr(payloads, "joined", None)   # a packed payload column is one joined buffer already
-    if buf is None:
-        buf = b"\n".join(payloads)
-    if buf.count(b"\n") != len(payloads) - 1:
-        return None
-    starts = np.concatenate(([0], np.cumsum(sizes[:-1] + 1)))
-    if not (np.frombuffer(buf, dtype=np.uint8)[starts] == ord("{")).all():
-        return None
-    read = pa_json.ReadOptions(block_size=max(1 << 20, 2 * int(sizes.max()) + 2))
-    try:
-        table = pa_json.read_json(pa.BufferReader(buf), read_options=read)
-        schema = _strings_not_timestamps(table.schema)
-        if schema is not None:  # Arrow guessed timestamps; keep strings as sent
-            table = pa_json.read_json(pa.BufferReader(buf), read_options=read,
-                                      parse_options=pa_json.ParseOptions(explicit_schema=schema))
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
-        return None
-    if table.num_rows != len(payloads):
-        return None
-    while any(pa.types.is_struct(f.type) and f.type.num_fields for f in table.schema):
-        table = table.flatten()
-    lists = [f.name for f in table.schema if pa.types.is_list(f.type) or pa.types.is_struct(f.type)]
-    df = table.to_pandas()
-    for name in lists:
-        df[name] = pd.Series(table.column(name).to_pylist(), dtype=object)
-    return df
-
-
-def _strings_not_timestamps(schema: pa.Schema) -> pa.Schema | None:
-    def fix(t: pa.DataType) -> pa.DataType:
-        if pa.types.is_timestamp(t):
-            return pa.string()
-        if pa.types.is_struct(t):
-            return pa.struct([pa.field(f.name, fix(f.type)) for f in t])
-        if pa.types.is_list(t):
-            return pa.list_(fix(t.value_type))
-        return t
-
-    fixed = pa.schema([pa.field(f.name, fix(f.type)) for f in schema])
-    return None if fixed.equals(schema) else fixed
