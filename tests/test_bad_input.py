@@ -8,6 +8,7 @@ are checked against the server's own verdicts (a raw, pedantic protocol connecti
 from __future__ import annotations
 
 import importlib
+import json
 import socket
 
 import pandas as pd
@@ -60,7 +61,8 @@ def server_accepts(srv, command: bytes) -> bool:
     with socket.create_connection(("127.0.0.1", srv.port), timeout=5) as s:
         f = s.makefile("rb")
         f.readline()                                       # INFO
-        s.sendall(b'CONNECT {"verbose":true,"pedantic":true}\r\n')
+        login = {"user": srv.auth.user, "pass": srv.auth.password} if srv.auth else {}
+        s.sendall(b"CONNECT " + json.dumps({"verbose": True, "pedantic": True, **login}).encode() + b"\r\n")
         assert f.readline().startswith(b"+OK")
         s.sendall(command + b"\r\nPING\r\n")
         while line := f.readline():
