@@ -10,6 +10,7 @@ b'h\\xc3\\xa9llo'
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -26,9 +27,19 @@ def encode(data: Any, subject: str | None = None) -> bytes:
     """Encode a payload: JSON for dict/list/numbers/bool, UTF-8 for str, bytes as they are.
 
     With ``subject``, a codec chosen for it by ``nbnats.codecs.use`` encodes instead.
+    pandas and numpy values encode as JSON (``pd.NA``/``NaT`` → null, a
+    ``Timestamp`` → ISO 8601 text); NaN and Infinity are refused, since JSON
+    has neither and sending ``null`` would change the value.
 
     >>> encode(b"raw"), encode(None), encode(3.5)
     (b'raw', b'', b'3.5')
+    >>> import pandas as pd
+    >>> encode({"at": pd.Timestamp("2024-05-01 12:00", tz="UTC"), "n": pd.NA})
+    b'{"at":"2024-05-01T12:00:00+00:00","n":null}'
+    >>> encode({"score": float("nan")})
+    Traceback (most recent call last):
+    ...
+    nbnats.errors.CodecError: the payload holds NaN at score, which JSON cannot carry — send None for a missing value, or the number as a string
     """
     if subject is not None and subject_encoder is not None:
         encoded = subject_encoder(subject, data)
@@ -46,10 +57,72 @@ def encode(data: Any, subject: str | None = None) -> bytes:
         raise CodecError("a DataFrame is many messages, not one payload",
                          "use nbnats.publish_frame(subject, df) to send one message per row")
     try:
-        return orjson.dumps(data, option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS)
-    except TypeError as exc:
+        try:
+            out = orjson.dumps(data, default=_json_default, option=_JSON_OPTIONS)
+        except TypeError as exc:
+            if "64-bit" not in str(exc):
+                raise
+            out = _exact_big_ints(data)
+    except (TypeError, ValueError) as exc:
+        _refuse_non_finite(data)
         raise CodecError(f"cannot encode a {type(data).__name__} as a payload ({exc})",
                          "pass bytes, str, or a JSON-serialisable dict/list") from None
+    if b"null" in out:                 # orjson writes NaN and Infinity as null: refuse them instead
+        _refuse_non_finite(data)
+    return out
+
+
+def _refuse_non_finite(data: Any) -> None:
+    where = _non_finite(data)
+    if where is not None:
+        raise CodecError(f"the payload holds {where[1]} at {where[0]}, which JSON cannot carry",
+                         "send None for a missing value, or the number as a string")
+
+
+_JSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
+
+
+def _exact_big_ints(data: Any) -> bytes:
+    """JSON with integers past 64 bits written exactly (orjson refuses them)."""
+    import json
+    return json.dumps(data, default=_json_default, separators=(",", ":"), ensure_ascii=False,
+                      allow_nan=False).encode("utf-8")
+
+
+def _json_default(value: Any) -> Any:
+    """pandas and numpy values orjson does not know: missing → null, times → ISO 8601."""
+    import pandas as pd
+    if value is pd.NA or value is pd.NaT:
+        return None
+    if isinstance(value, (pd.Timestamp, pd.Timedelta)):
+        return value.isoformat()
+    if hasattr(value, "tolist") and hasattr(value, "dtype"):     # a numpy value orjson left alone
+        return value.tolist()
+    if isinstance(value, (set, frozenset, tuple)):
+        return list(value)
+    raise TypeError(f"Type is not JSON serializable: {type(value).__name__}")
+
+
+def _non_finite(data: Any) -> tuple[str, str] | None:
+    """Where a NaN or Infinity sits in ``data`` (a key path), and which; None when nowhere."""
+    stack = [(data, "")]
+    while stack:
+        value, where = stack.pop()
+        if isinstance(value, float) or type(value).__name__ in ("float16", "float32", "float64"):
+            if math.isnan(value) or math.isinf(value):
+                return where or "the top", "NaN" if math.isnan(value) else "Infinity"
+        elif isinstance(value, dict):
+            stack.extend((v, f"{where}.{k}" if where else str(k)) for k, v in value.items())
+        elif isinstance(value, (list, tuple)):
+            stack.extend((v, f"{where}[{i}]") for i, v in enumerate(value))
+        elif hasattr(value, "dtype") and getattr(value.dtype, "kind", "") == "f" and hasattr(value, "shape"):
+            import numpy as np
+            bad = np.argwhere(~np.isfinite(value))
+            if len(bad):
+                item = value[tuple(bad[0])]
+                index = ", ".join(map(str, bad[0].tolist()))
+                return f"{where}[{index}]", "NaN" if item != item else "Infinity"
+    return None
 
 
 class Message:
