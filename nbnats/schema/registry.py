@@ -31,6 +31,7 @@ import datetime as dt
 import logging
 import threading
 import time
+import warnings
 from collections import Counter
 from collections.abc import Iterable
 from typing import Any, NamedTuple
@@ -40,11 +41,15 @@ import orjson
 import pandas as pd
 
 from nbnats.data import codecs, frames
-from nbnats.runtime import loop
-from nbnats.schema import hooks as schema_hooks
 from nbnats.data import validate as rules
+from nbnats.engine import api
+from nbnats.errors import NatsError, NotFound, SchemaError
+from nbnats.kv.bucket import KV
+from nbnats.kv.frame import KV_OP, operation
+from nbnats.kv.manage import open_bucket, stream_info
+from nbnats.runtime import loop
 from nbnats.runtime.connection import Connection, current
-from nbnats.errors import JetStreamError, NatsError, NotFound, SchemaError
+from nbnats.schema import hooks as schema_hooks
 
 log = logging.getLogger("nbnats")
 
@@ -408,35 +413,22 @@ def _from_frame(df: pd.DataFrame) -> _Observed:
 
 
 def _stream_frame(stream: str, limit: int = 1000, connection: str | None = None) -> pd.DataFrame:
-    """The last ``limit`` messages of a stream as a frame (read with direct gets; consumes nothing).
+    """The last ``limit`` messages of a stream as the standard frame (a replay: consumes nothing).
 
     >>> nbnats.schema._stream_frame("ORDERS", limit=500)   # doctest: +SKIP
     """
-    import nats.js.errors as jse
+    from nbnats.jetstream.replay import ReplayWarning, replay
     rules.name(stream, "stream")
     conn = current(connection)
-
-    async def read():
-        try:
-            info = await conn.js.stream_info(stream)
-        except jse.NotFoundError:
-            raise NotFound(f"stream {stream!r} does not exist", "list the streams with %nats stream ls") from None
-        first = max(info.state.first_seq, info.state.last_seq - limit + 1)
-        rows = []
-        for seq in range(first, info.state.last_seq + 1) if info.state.messages else ():
-            try:
-                m = await conn.js.get_msg(stream, seq)
-            except jse.NotFoundError:
-                continue            # deleted or purged meanwhile
-            ns = int(pd.Timestamp(m.time).value) if m.time else time.time_ns()
-            rows.append((m.subject, ns, m.seq, m.data or b"", m.headers))
-        return rows
-
-    rows = loop.run(_js_errors(read()), 30 + limit / 2000, f"reading stream {stream!r}")
-    if not rows:
+    info = loop.run(api.request(conn, f"STREAM.INFO.{stream}", what=f"reading stream {stream!r}", stream=stream),
+                    api.TIMEOUT + 2, f"reading stream {stream!r}")
+    state = info["state"]
+    if not state.get("messages"):
         return frames.build([], [], [], [], [])
-    subjects, times, seqs, payloads, headers = zip(*rows)
-    return frames.build(subjects, times, payloads, headers, seqs)
+    first = max(state["first_seq"], state["last_seq"] - limit + 1)
+    with warnings.catch_warnings():          # messages deleted inside the range are simply not there
+        warnings.simplefilter("ignore", ReplayWarning)
+        return replay(stream, start_seq=first, end_seq=state["last_seq"], progress=False, connection=conn.name)
 
 
 # -- documents and validation -------------------------------------------------------------------
@@ -596,8 +588,7 @@ class _Registry:
         if pattern is None:
             return
         self._touched.add(pattern)
-        op = (msg.headers or {}).get("KV-Operation")
-        self.set(pattern, None if op in ("DEL", "PURGE") else _entry_from(msg.data, None))
+        self.set(pattern, None if operation(msg.headers) != "PUT" else _entry_from(msg.data, None))
 
     async def start(self) -> None:
         if self._sub is None:
@@ -666,32 +657,13 @@ def _registry(conn: Connection) -> _Registry:
     return reg
 
 
-async def _js_errors(coro):
-    """Await ``coro``, turning JetStream failures into one-line errors."""
-    import nats.errors
-    import nats.js.errors as jse
-    try:
-        return await coro
-    except (jse.ServiceUnavailableError, nats.errors.NoRespondersError):
-        raise JetStreamError("JetStream is not enabled on this server, and schemas are kept in a KV bucket",
-                             "connect to a server with JetStream (the bundled one has it)") from None
-    except jse.APIError as exc:
-        raise JetStreamError(f"JetStream refused the request: {exc.description or exc}",
-                             f"check the {BUCKET} bucket with %nats kv ls") from None
-
-
-async def _bucket(conn: Connection, create: bool):
-    import nats.js.errors as jse
-    try:
-        return await conn.js.key_value(BUCKET)
-    except jse.BucketNotFoundError:
-        if not create:
-            return None
-    try:
-        return await conn.js.create_key_value(bucket=BUCKET, history=10,
-                                              description="event schemas registered by nbnats")
-    except jse.BadRequestError:            # created meanwhile by another notebook
-        return await conn.js.key_value(BUCKET)
+async def _bucket(conn: Connection, create: bool) -> KV | None:
+    """The schema bucket (made when ``create``), or None when it does not exist yet (loop thread)."""
+    if not create and await stream_info(conn, BUCKET) is None:
+        return None
+    info = await open_bucket(conn, BUCKET, create=True, check=False,
+                             settings={"history": 10, "description": "event schemas registered by nbnats"})
+    return KV(BUCKET, info, conn.name)
 
 
 async def _read_all(conn: Connection) -> dict[str, _Entry]:
@@ -699,18 +671,11 @@ async def _read_all(conn: Connection) -> dict[str, _Entry]:
     if kv is None:
         return {}
     out: dict[str, _Entry] = {}
-    watcher = await kv.watchall(ignore_deletes=True)
-    try:
-        while True:
-            entry = await watcher.updates(timeout=5)
-            if entry is None:
-                break
-            pattern = _pattern_of(entry.key)
-            found = _entry_from(entry.value, entry.revision) if pattern else None
-            if found is not None:
-                out[found.pattern] = found
-    finally:
-        await watcher.stop()
+    for key, revision, _, data, headers in await kv.read_rows(">"):
+        pattern = _pattern_of(key) if operation(headers) == "PUT" else None
+        found = _entry_from(data, revision) if pattern else None
+        if found is not None:
+            out[found.pattern] = found
     return out
 
 
@@ -736,8 +701,7 @@ def _before_publish(subject: str, data: Any, payload: bytes, conn: Connection | 
         if problems:
             raise SchemaError(f"the message for {subject!r} breaks the schema for {entry.pattern!r}: "
                               f"{_sentence(problems)}",
-                              "fix the payload, or update the schema with nbnats.schema.register "
-                              "(%nats schema set)")
+                              "fix the payload, or update the schema with nbnats.schema.register")
 
 
 schema_hooks.install(_before_publish)
@@ -762,9 +726,9 @@ def register(pattern: str, schema: Any, connection: str | None = None) -> int:
 
     async def put():
         kv = await _bucket(conn, create=True)
-        return await kv.put(_key(pattern), value)
+        return await kv.write(_key(pattern), value)
 
-    revision = loop.run(_js_errors(put()), 10, f"storing the schema for {pattern!r}")
+    revision = loop.run(put(), 12, f"storing the schema for {pattern!r}")
     reg.set(pattern, _Entry(pattern, doc, revision, updated))
     return revision
 
@@ -772,7 +736,7 @@ def register(pattern: str, schema: Any, connection: str | None = None) -> int:
 def _all(connection: str | None = None) -> dict[str, _Entry]:
     conn = current(connection)
     reg = _registry(conn)
-    loop.run(_js_errors(reg.load()), 10, "reading the registered event schemas")
+    loop.run(reg.load(), 12, "reading the registered event schemas")
     return reg.entries
 
 
@@ -806,24 +770,20 @@ def rm(pattern: str, connection: str | None = None) -> None:
 
     >>> nbnats.schema.rm("orders.>")   # doctest: +SKIP
     """
-    import nats.js.errors as jse
     rules.subject(pattern, what="subject pattern")
     conn = current(connection)
     reg = _registry(conn)
 
     async def delete():
         kv = await _bucket(conn, create=False)
-        try:
-            if kv is None:
-                raise jse.KeyNotFoundError
-            await kv.get(_key(pattern))
-        except jse.KeyNotFoundError:
+        now = await kv.read_entry(_key(pattern)) if kv is not None else None
+        if now is None or now.deleted:
             known = sorted((await _read_all(conn)) if kv is not None else [])
             raise NotFound(f"no schema is registered for {pattern!r}",
-                           f"registered patterns: {known or 'none'} (see %nats schema ls)") from None
-        await kv.delete(_key(pattern))
+                           f"registered patterns: {known or 'none'} (see nbnats.schema.ls())")
+        await kv.write(_key(pattern), b"", {KV_OP: "DEL"})
 
-    loop.run(_js_errors(delete()), 10, f"removing the schema for {pattern!r}")
+    loop.run(delete(), 12, f"removing the schema for {pattern!r}")
     reg.set(pattern, None)
 
 
