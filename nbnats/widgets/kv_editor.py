@@ -23,7 +23,6 @@ key back before it says saved or conflict.
 from __future__ import annotations
 
 import asyncio
-import re
 import threading
 import time
 from html import escape
@@ -34,25 +33,14 @@ import orjson
 
 from nbnats.data import validate
 from nbnats.data.payload import encode
-from nbnats.engine import api
-from nbnats.engine.ordered import OrderedConsumer
 from nbnats.errors import Conflict, NatsError, NotFound, Timeout, ValidationError
-from nbnats.kv.frame import Entry, decode_value, operation, preview
+from nbnats.kv.frame import Entry, preview
 from nbnats.runtime import loop
-from nbnats.widgets.tail_view import ROWS_SHOWN, TailView, _rate_points, sparkline, state_html
+from nbnats.widgets.kv_keys import KeyIndex, natural_key  # noqa: F401  (natural_key: re-exported)
+from nbnats.widgets.kv_watch import KVWatchView  # noqa: F401  (KVWatch.widget imports it from here)
 
 REFRESH = 0.1       # seconds: the ≤ 10 Hz redraw cap
 MAX_TEXT = 1_000_000 # characters: a longer value is shown read-only, never edited (or saved) in part
-SCANNED = 5_000     # newest watch rows searched for the per-key table
-
-
-def natural_key(key: str) -> tuple:
-    """Sort ``user.2`` before ``user.10``.
-
-    >>> sorted(["user.10", "user.2"], key=natural_key)
-    ['user.2', 'user.10']
-    """
-    return tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in re.split(r"(\d+)", key) if p)
 
 
 def to_text(entry: Entry) -> tuple[str, str]:
@@ -108,22 +96,15 @@ class KVEditor(w.VBox):
         self.page_size = max(1, int(page_size))
         self.page = 0
         self._lock = threading.RLock()
-        self._index: dict[str, tuple[int, str, int]] = {}   # key → (revision, op, ns) from the live watch
-        self._listed: set[str] = set()                       # keys listed at open, before the watch caught up
-        self._keys_version = 0                               # bumped when the set of listed keys changes
-        self._sorted: tuple[tuple, list[str]] = ((), [])
-        self._filtered: tuple[tuple, list[str]] = ((), [])
-        self._natural: dict[str, tuple] = {}                 # natural_key of each key, computed once
+        self.index = KeyIndex(kv, self._changed)
         self._cache: dict[str, Entry] = {}
         self._visible: list[str] = []
-        self._caught_up = False
         self._dirty = False
         self._busy = False
         self._saving = False
         self._history_due = False
         self._warned = 0                                     # the newer revision last warned about
         self._stopped = False
-        self._reader: OrderedConsumer | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._quiet = False
         self.loaded: Entry | None = None
@@ -132,7 +113,6 @@ class KVEditor(w.VBox):
         self.edited = False
         self.theirs: Entry | None = None
         self.conflict: Entry | None = None
-        self.last_change: tuple[str, int, str] | None = None
         self.renders = 0
         self.error: str | None = None
         self._build()
@@ -193,39 +173,22 @@ class KVEditor(w.VBox):
 
     # -- loop thread: opening, the live index, refreshing ---------------------
     async def _open(self) -> None:
-        kv = self.kv
-        n = len(kv.prefix)
-        self._listed = {s[n:] for s in await _subjects(self.conn, kv.stream, kv.prefix + ">")}
-        if not self._listed:
-            self._caught_up = True
+        await self.index.list()
         await self._refresh(render=False)      # the first page before the index floods the loop
-        # Each key's newest revision, then every change: headers only, values are fetched per page.
-        self._reader = OrderedConsumer(self.conn, kv.stream, [kv.prefix + ">"], self._on_change,
-                                       deliver="last_per_subject", headers_only=True)
-        info = await self._reader.start()
-        if not info.get("num_pending"):
-            self._caught_up = True
-            self._keys_version += 1
+        await self.index.follow()              # headers only: values are fetched per page
+
+    def _changed(self) -> None:
+        self._dirty = True
 
     @property
     def caught_up(self) -> bool:
         """True once the live index holds every key's newest revision."""
-        return self._caught_up
+        return self.index.caught_up
 
-    def _on_change(self, msg, meta) -> None:
-        seq, ts, pending = meta.seq, meta.time_ns, meta.pending
-        key = msg.subject[len(self.kv.prefix):]
-        op = operation(msg.headers)
-        old = self._index.get(key)
-        self._index[key] = (seq, op, ts)
-        if old is None or (old[1] == "PUT") != (op == "PUT"):
-            self._keys_version += 1
-        if self._caught_up:
-            self.last_change = (key, seq, op)
-        elif pending == 0:
-            self._caught_up = True
-            self._keys_version += 1
-        self._dirty = True
+    @property
+    def last_change(self) -> tuple[str, int, str] | None:
+        """(key, revision, operation) of the latest change made after opening, by anyone."""
+        return self.index.last_change
 
     def _tick(self) -> None:
         if self._stopped:
@@ -240,12 +203,11 @@ class KVEditor(w.VBox):
         try:
             self._dirty = False
             keys = self.page_keys()
-            stale = [k for k in keys if k not in self._cache or
-                     (k in self._index and self._index[k][0] > self._cache[k].revision)]
+            newest = self.index.revision
+            stale = [k for k in keys if k not in self._cache or (newest(k) or 0) > self._cache[k].revision]
             if self.loaded is not None and self.loaded.key not in keys:
-                k = self.loaded.key
-                if k in self._index and self._index[k][0] > self.loaded.revision:
-                    stale.append(k)
+                if (newest(self.loaded.key) or 0) > self.loaded.revision:
+                    stale.append(self.loaded.key)
             if stale:
                 got = await asyncio.gather(*(self.kv.read_entry(k) for k in stale), return_exceptions=True)
                 for k, e in zip(stale, got):
@@ -264,26 +226,11 @@ class KVEditor(w.VBox):
     # -- the key list ---------------------------------------------------------
     def all_keys(self) -> list[str]:
         """Every key the list can show (deleted ones only with the checkbox), naturally sorted."""
-        state = (self._keys_version, self.show_deleted.value)
-        if self._sorted[0] != state:
-            known = {k for k, (_, op, _) in list(self._index.items()) if state[1] or op == "PUT"}
-            if not self._caught_up:
-                known |= {k for k in self._listed if k not in self._index}
-            natural = self._natural
-            for k in known:
-                if k not in natural:
-                    natural[k] = natural_key(k)
-            self._sorted = (state, sorted(known, key=natural.__getitem__))
-        return self._sorted[1]
+        return self.index.keys(self.show_deleted.value)
 
     def filtered_keys(self) -> list[str]:
-        """The keys that match the filter box (cached until the keys or the filter change)."""
-        keys = self.all_keys()
-        pattern = self.filter.value.strip()
-        state = (self._sorted[0], pattern)
-        if self._filtered[0] != state:
-            self._filtered = (state, _matching(keys, pattern) if pattern else keys)
-        return self._filtered[1]
+        """The keys that match the filter box (from the index: no round trip)."""
+        return self.index.matching(self.filter.value.strip(), self.show_deleted.value)
 
     def page_keys(self) -> list[str]:
         """The keys on the current page."""
@@ -302,7 +249,7 @@ class KVEditor(w.VBox):
             pages = max(1, -(-total // self.page_size))
             page = self.page_keys()
             self._visible = page
-            state = "following live" if self._caught_up else "indexing…"
+            state = "following live" if self.caught_up else "indexing…"
             if not self.conn.connected:
                 state = "<span style='color:#b91c1c'>disconnected — reconnecting</span>"
             last = ""
@@ -511,7 +458,7 @@ class KVEditor(w.VBox):
         if entry is not None:
             self._cache[key] = entry
             self._show(entry)
-        self._keys_version += 1
+        self.index.version += 1
         self._dirty = True
 
     def add(self) -> int:
@@ -620,12 +567,10 @@ class KVEditor(w.VBox):
         self._stopped = True
         if self._timer is not None:
             loop.call_soon(self._timer.cancel)
-        reader, self._reader = self._reader, None
-        if reader is not None and reader.running:
-            try:
-                loop.run(_quietly(reader.stop()), 5, "stopping the editor's watch")
-            except NatsError:
-                pass
+        try:
+            loop.run(_quietly(self.index.stop()), 5, "stopping the editor's watch")
+        except NatsError:
+            pass
         if self in self.conn.listeners:
             self.conn.listeners.remove(self)
 
@@ -640,93 +585,3 @@ async def _quietly(coro) -> None:
         await coro
     except Exception:
         pass
-
-
-class KVWatchView(TailView):
-    """The live table of a :class:`~nbnats.kv.KVWatch`: each key's newest value, or every change."""
-
-    def __init__(self, watch):
-        self.mode = w.ToggleButtons(options=[("latest per key", "keys"), ("every change", "log")], value="keys",
-                                    style={"button_width": "110px"})
-        super().__init__(watch)
-        self.filter.placeholder = "filter keys, e.g. user.*"
-        self.mode.observe(lambda _: self._force(), names="value")
-        self.children = [self.header, self.mode, *self.children[1:]]
-
-    def _rows(self) -> list[tuple]:
-        ring = self.tail.last(SCANNED)        # (key, time_ns, revision, data, headers) rows
-        pattern = self.filter.value.strip()
-        if pattern:
-            try:
-                validate.subject(pattern)
-                ok = lambda k: validate.subject_matches(pattern, k)     # noqa: E731
-            except NatsError:
-                ok = lambda k: pattern in k                             # noqa: E731
-            ring = [r for r in ring if ok(r[0])]
-        if getattr(self, "mode", None) is None or self.mode.value == "log":
-            return ring[-ROWS_SHOWN:][::-1]
-        seen, out = set(), []
-        for r in reversed(ring):
-            if r[0] not in seen:
-                seen.add(r[0])
-                out.append(r)
-                if len(out) == ROWS_SHOWN:
-                    break
-        return out
-
-    def render(self) -> None:
-        """Draw the header, the chart and the newest row per key (or the newest changes)."""
-        t = self.tail
-        self._seen, self._dirty = t.count, False
-        self.renders += 1
-        state = state_html(t)
-        initial = "" if t.caught_up else " · loading current values…"
-        paused = " · <b>paused</b>" if self.pause.value else ""
-        self.header.value = (f"<b>KV {escape(t.kv.bucket)}</b> watch <code>{escape(t.key)}</code> · {t.id} · {state} · "
-                             f"{t.count:,} changes · {t.kept:,} kept · {t.rate:,.0f}/s{initial}{paused}")
-        self.chart.value = sparkline([r for _, r in _rate_points(t)][-60:])
-        if self.pause.value:
-            return
-        body = "".join(
-            f"<tr><td>{escape(key)}</td><td>{seq if seq is not None else ''}</td>"
-            f"<td>{time.strftime('%H:%M:%S', time.gmtime(ts / 1e9))}.{int(ts % 1_000_000_000 / 1e6):03d}</td>"
-            f"<td>{operation(h)}</td><td><code>{escape(_value_preview(data, h))}</code></td></tr>"
-            for key, ts, seq, data, h in self._rows())
-        self.rows.value = ("<table class='nbnats-kv-watch' style='font-size:12px'><thead><tr><th>key</th>"
-                           "<th>revision</th><th>time (UTC)</th><th>op</th><th>value</th></tr></thead>"
-                           f"<tbody>{body}</tbody></table>")
-
-
-def _value_preview(data: bytes, headers: dict | None) -> str:
-    if operation(headers) != "PUT":
-        return ""
-    return preview(decode_value(data), 100)
-
-
-def _matching(keys: list[str], pattern: str) -> list[str]:
-    """The keys that match a filter: a subject pattern (``user.*``) or, else, a case-blind substring.
-
-    >>> _matching(["user.1", "User.2", "cfg"], "user"), _matching(["a.b", "a.b.c"], "a.*")
-    (['user.1', 'User.2'], ['a.b'])
-    """
-    if "*" in pattern or ">" in pattern:
-        try:
-            validate.key(pattern, pattern=True)
-            validate.subject(pattern)
-            return [k for k in keys if validate.subject_matches(pattern, k)]
-        except NatsError:
-            pass
-    low = pattern.lower()
-    return [k for k in keys if low in k.lower()]
-
-
-async def _subjects(conn, stream: str, filter_subject: str) -> list[str]:
-    """Every subject ``stream`` holds under ``filter_subject`` (the server pages long lists)."""
-    found: dict = {}
-    while True:
-        info = await api.request(conn, f"STREAM.INFO.{stream}", {"subjects_filter": filter_subject, "offset": len(found)},
-                                 what=f"listing the keys of {stream!r}", stream=stream)
-        page = (info.get("state") or {}).get("subjects") or {}
-        found.update(page)
-        if not page or len(found) >= info.get("total", 0):
-            return list(found)
