@@ -59,12 +59,20 @@ class FetchedMessage(Message):
 
     @property
     def time(self) -> pd.Timestamp:
-        """The stream's timestamp of the message (UTC)."""
+        """The stream's timestamp of the message (UTC).
+
+        >>> msg.time   # doctest: +SKIP
+        Timestamp('2026-12-01 20:04:55.112539964+0000', tz='UTC')
+        """
         return pd.Timestamp(self.time_ns, unit="ns", tz="UTC")
 
     @property
     def name(self) -> str:
-        """``STREAM#seq``, as errors name the message."""
+        """``STREAM#seq``, as errors name the message.
+
+        >>> msg.name   # doctest: +SKIP
+        'ORDERS#42'
+        """
         return f"{self.stream}#{self.seq}"
 
     async def _send(self, kind: bytes, delay: float | None = None, reason: str | None = None,
@@ -158,7 +166,10 @@ class Batch:
 
     @property
     def df(self) -> pd.DataFrame:
-        """The standard frame plus ``deliveries``; ``attrs`` has stream, consumer, pending."""
+        """The standard frame plus ``deliveries``; ``attrs`` has stream, consumer, pending.
+
+        >>> b.df[["seq", "deliveries"]]   # doctest: +SKIP
+        """
         if self._df is None:
             self._df = frame(self.messages)
             self._df.attrs.update(stream=self.stream, consumer=self.consumer, pending=self.pending)
@@ -166,12 +177,20 @@ class Batch:
 
     @property
     def pending(self) -> int | None:
-        """Messages the consumer still had to deliver after this batch (None for an empty batch)."""
+        """Messages the consumer still had to deliver after this batch (None for an empty batch).
+
+        >>> b.pending   # doctest: +SKIP
+        7
+        """
         return self.messages[-1].pending if self.messages else None
 
     @property
     def unanswered(self) -> list[FetchedMessage]:
-        """The messages not yet acked, naked or terminated."""
+        """The messages not yet acked, naked or terminated.
+
+        >>> len(b.unanswered)   # doctest: +SKIP
+        3
+        """
         return [m for m in self.messages if m.answered is None and m._policy != "none"]
 
     def _answer_all(self, kind: bytes, timeout: float, **how: Any) -> int:
@@ -213,15 +232,20 @@ class Batch:
 
 
 # -- reading a pull consumer ----------------------------------------------------------------
-def _checked(stream: str, consumer: str, count: int, timeout: Any) -> float:
+def checked(stream: str, consumer: str, count: int, wait: Any, names: tuple[str, str] = ("count", "timeout")) -> float:
+    """Check the names, a positive whole ``count`` and a positive duration ``wait``; the wait in seconds.
+
+    >>> checked("ORDERS", "billing", 10, "2s")
+    2.0
+    """
     validate.name(stream, "stream")
     validate.name(consumer, "consumer")
     if not isinstance(count, int) or isinstance(count, bool) or count < 1:
-        raise ValidationError(f"count must be a positive whole number, not {count!r}", "pass e.g. count=10")
-    wait = units.seconds(timeout, "timeout")
-    if not wait:
-        raise ValidationError(f"timeout must be more than 0 s, not {timeout!r}", "pass e.g. timeout='2s'")
-    return wait
+        raise ValidationError(f"{names[0]} must be a positive whole number, not {count!r}", f"pass e.g. {names[0]}=10")
+    seconds = units.seconds(wait, names[1])
+    if not seconds:
+        raise ValidationError(f"{names[1]} must be more than 0 s, not {wait!r}", f"pass e.g. {names[1]}='2s'")
+    return seconds
 
 
 async def pull_config(conn, stream: str, consumer: str) -> dict:
@@ -240,8 +264,11 @@ async def pull_config(conn, stream: str, consumer: str) -> dict:
     return cfg
 
 
-async def _take(conn, stream: str, consumer: str, count: int, wait: float) -> list:
-    """What is ready now; if nothing is, the first message within ``wait`` and whatever is ready after it."""
+async def take(conn, stream: str, consumer: str, count: int, wait: float) -> list:
+    """What is ready now; if nothing is, the first message within ``wait`` and whatever is ready after it (loop thread).
+
+    >>> msgs = await take(conn, "ORDERS", "billing", 10, 2.0)   # doctest: +SKIP
+    """
     msgs = await pull(conn, stream, consumer, count, no_wait=True)
     if not msgs:
         msgs = await pull(conn, stream, consumer, 1, expires=wait)
@@ -261,13 +288,13 @@ def fetch(stream: str, consumer: str, count: int = 1, timeout: Any = 2, connecti
     >>> for msg in b:                                                    # doctest: +SKIP
     ...     process(msg.json()); msg.ack()
     """
-    wait = _checked(stream, consumer, count, timeout)
+    wait = checked(stream, consumer, count, timeout)
     conn = current(connection)
 
     async def go():
         cfg = await pull_config(conn, stream, consumer)
         policy = cfg.get("ack_policy", "explicit")
-        return [FetchedMessage(conn, m, policy) for m in await _take(conn, stream, consumer, count, wait)]
+        return [FetchedMessage(conn, m, policy) for m in await take(conn, stream, consumer, count, wait)]
 
     return Batch(stream, consumer, loop.run(go(), wait + 15, f"fetching from consumer {consumer!r} of {stream!r}"))
 

@@ -24,11 +24,10 @@ from typing import Any
 import orjson
 import pandas as pd
 
-from nbnats.data import units, validate
 from nbnats.engine import api
 from nbnats.engine.pull import ACK, NAK, TERM, WPI
 from nbnats.errors import JetStreamError, NatsError, NotConnected, Timeout, ValidationError
-from nbnats.jetstream.consume import ANSWERS, AlreadyAnswered, FetchedMessage, _take, pull_config
+from nbnats.jetstream.consume import ANSWERS, AlreadyAnswered, FetchedMessage, take, checked, pull_config
 from nbnats.runtime import loop
 from nbnats.runtime.connection import current
 
@@ -113,7 +112,7 @@ class Worker:
                 try:
                     if not self.conn.connected:
                         raise api.disconnected(self.conn)
-                    msgs = await _take(self.conn, self.stream, self.consumer, self.batch, IDLE_WAIT)
+                    msgs = await take(self.conn, self.stream, self.consumer, self.batch, IDLE_WAIT)
                     if not msgs and time.monotonic() - checked > CHECK_EVERY:
                         self._apply(await pull_config(self.conn, self.stream, self.consumer))
                         checked = time.monotonic()
@@ -261,12 +260,20 @@ class Worker:
     # -- the user's side ---------------------------------------------------------------
     @property
     def running(self) -> bool:
-        """True until stopped (or its connection closed)."""
+        """True until stopped (or its connection closed).
+
+        >>> w.running   # doctest: +SKIP
+        True
+        """
         return not self._done.is_set()
 
     @property
     def rate(self) -> float:
-        """Messages processed per second over the last few seconds."""
+        """Messages processed per second over the last few seconds.
+
+        >>> w.rate   # doctest: +SKIP
+        120.5
+        """
         recent = [s for s in self._samples if time.monotonic() - s[0] <= 3.0]
         if len(recent) < 2:
             return 0.0
@@ -274,18 +281,29 @@ class Worker:
 
     @property
     def stats(self) -> dict:
-        """processed, acked, naked, terminated, in_flight, rate, errors, redelivered, in_progress_sent, state."""
+        """processed, acked, naked, terminated, in_flight, rate, errors, redelivered, in_progress_sent, state.
+
+        >>> w.stats["acked"]   # doctest: +SKIP
+        41
+        """
         held = sum(1 for m in self._held if m.answered is None)
         return {**self.counts, "in_flight": held, "rate": round(self.rate, 1), "state": self.state}
 
     @property
     def errors(self) -> pd.DataFrame:
-        """The recent errors (newest last): time, seq, subject, deliveries, error."""
+        """The recent errors (newest last): time, seq, subject, deliveries, error.
+
+        >>> w.errors["error"].tolist()   # doctest: +SKIP
+        ['ValueError: payment service down']
+        """
         return pd.DataFrame(list(self._errors), columns=["time", "seq", "subject", "deliveries", "error"])
 
     @property
     def failed(self) -> pd.DataFrame:
-        """Messages the server will not deliver again (max_deliver reached): seq, subject, deliveries, error."""
+        """Messages the server will not deliver again (max_deliver reached): seq, subject, deliveries, error.
+
+        >>> w.failed   # doctest: +SKIP
+        """
         return pd.DataFrame(sorted(self._failed.values(), key=lambda r: r["seq"]),
                             columns=["seq", "subject", "deliveries", "error"])
 
@@ -336,14 +354,7 @@ def consume(stream: str, consumer: str, handler: Callable[[FetchedMessage], Any]
     if not callable(handler):
         raise ValidationError(f"the handler for consumer {consumer!r} is a {type(handler).__name__}, not a function",
                               "pass a function that takes the message, e.g. def handle(msg): ...")
-    validate.name(stream, "stream")
-    validate.name(consumer, "consumer")
-    if not isinstance(batch, int) or isinstance(batch, bool) or batch < 1:
-        raise ValidationError(f"batch must be a positive whole number, not {batch!r}", "pass e.g. batch=100")
-    limit = units.seconds(max_handler_time, "max_handler_time")
-    if not limit:
-        raise ValidationError(f"max_handler_time must be more than 0 s, not {max_handler_time!r}",
-                              "pass e.g. max_handler_time='5m'")
+    limit = checked(stream, consumer, batch, max_handler_time, ("batch", "max_handler_time"))
     conn = current(connection)
     cfg = loop.run(pull_config(conn, stream, consumer), api.TIMEOUT + 2, f"reading consumer {consumer!r}")
     if cfg.get("ack_policy") == "none":
