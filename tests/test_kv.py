@@ -38,7 +38,8 @@ def messages(bucket: KV) -> int:
 
 def test_doctest_examples():
     for name in ("nbnats.kv.bucket", "nbnats.kv.frame", "nbnats.kv.manage", "nbnats.objects",
-                 "nbnats.widgets.kv_editor"):
+                 "nbnats.widgets.kv_editor", "nbnats.widgets.kv_keys", "nbnats.widgets.kv_pane",
+                 "nbnats.widgets.kv_watch"):
         result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS)
         assert result.failed == 0, name
 
@@ -476,8 +477,9 @@ def test_raw_nats_py_buckets_read_and_written(connected, uid, nats_url):
 def test_kv_magics(ip, uid):
     bucket = f"mag_{uid}"
     run = lambda line: ip.run_line_magic("nats", line)     # noqa: E731
-    assert isinstance(run(f"kv add {bucket} --history 4 --ttl 1h"), KV)
-    assert run("kv ls").set_index("bucket").loc[bucket, "history"] == 4
+    assert isinstance(run(f"kv add {bucket} --history 4 --ttl 1h --max-value-size 1KB"), KV)
+    row = run("kv ls").set_index("bucket").loc[bucket]
+    assert row["history"] == 4 and row["max_value_size"] == 1024 and row["ttl"] == pd.Timedelta(hours=1)
     r1 = run(f'kv put {bucket} user.1 {{"name": "ada"}}')
     assert isinstance(r1, int)
     assert run(f"kv get {bucket} user.1").value == {"name": "ada"}

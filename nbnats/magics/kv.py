@@ -11,7 +11,7 @@ import pandas as pd
 from IPython.display import display
 
 from nbnats.errors import NatsError
-from nbnats.kv.bucket import buckets, delete_bucket, kv as open_kv
+from nbnats.kv import buckets, delete_bucket, kv as open_kv
 
 from nbnats.magics.core import body_from, duration
 from nbnats.magics.registry import arg, group, verb
@@ -43,8 +43,8 @@ def _ls(a, ctx):
       arg("--history", type=int, default=None, help="revisions kept per key (1-64, default 1)"),
       arg("--ttl", type=duration, default=None, help="values expire after this long (30m, 1h, 7d)"),
       arg("--replicas", type=int, default=None, help="copies kept in a cluster"),
-      arg("--max-value-size", type=int, default=None, help="largest value in bytes"),
-      arg("--max-bytes", type=int, default=None, help="bucket size limit in bytes"),
+      arg("--max-value-size", default=None, help="largest value: bytes, or 64KB, 1MB"),
+      arg("--max-bytes", default=None, help="bucket size limit: bytes, or 512MB, 1GB"),
       arg("--storage", choices=["file", "memory"], default=None),
       arg("--description", default=None))
 def _add(a, ctx):

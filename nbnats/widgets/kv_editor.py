@@ -1,14 +1,11 @@
-"""The KV editor and the live watch table (ipywidgets) over :mod:`nbnats.kv`.
+"""The KV editor (ipywidgets) over :mod:`nbnats.kv`; the watch table is :mod:`nbnats.widgets.kv_watch`.
 
-The editor lists keys a page at a time (from the stream's subject list, so
-10k keys open at once), edits values as pretty JSON or text, saves with
-compare-and-set (someone else's change shows as a conflict, never
+It lists keys a page at a time, edits values as pretty JSON or text, saves
+with compare-and-set (someone else's change is a conflict, never
 overwritten), adds and deletes keys, shows a key's history and reverts it.
-A headers-only ordered consumer (:mod:`nbnats.engine.ordered`) on the loop
-thread follows everyone's changes; the view redraws on a timer, at most ten
-times a second, only when something changed. The key filter works on an
-in-memory index (sorted once per change of the key set), so typing in it
-never waits for the server.
+The live key index (:mod:`nbnats.widgets.kv_keys`) follows everyone's
+changes, so the filter never waits for the server; the view redraws at most
+ten times a second, only when something changed.
 
 Once a key is being edited, a newer revision written by someone else is
 shown as "changed by someone else" and never becomes the compare-and-set
@@ -28,57 +25,19 @@ import time
 from html import escape
 from typing import Any
 
-import ipywidgets as w
-import orjson
-
 from nbnats.data import validate
 from nbnats.data.payload import encode
 from nbnats.errors import Conflict, NatsError, NotFound, Timeout, ValidationError
 from nbnats.kv.frame import Entry, preview
 from nbnats.runtime import loop
 from nbnats.widgets.kv_keys import KeyIndex, natural_key  # noqa: F401  (natural_key: re-exported)
+from nbnats.widgets.kv_pane import MAX_TEXT, EditorLayout, from_text, to_text  # noqa: F401
 from nbnats.widgets.kv_watch import KVWatchView  # noqa: F401  (KVWatch.widget imports it from here)
 
 REFRESH = 0.1       # seconds: the ≤ 10 Hz redraw cap
-MAX_TEXT = 1_000_000 # characters: a longer value is shown read-only, never edited (or saved) in part
 
 
-def to_text(entry: Entry) -> tuple[str, str]:
-    """(text shown in the editor, kind) where kind is json, text or bytes.
-
-    >>> to_text(Entry("b", "k", b'{"a":1}', 1, 0))
-    ('{\\n  "a": 1\\n}', 'json')
-    """
-    value = entry.value
-    if isinstance(value, (dict, list)):
-        return orjson.dumps(value, option=orjson.OPT_INDENT_2).decode(), "json"
-    if isinstance(value, bytes):
-        return f"<{len(value):,} binary bytes: not editable here>", "bytes"
-    return ("" if value is None else value), "text"
-
-
-def from_text(text: str, kind: str) -> Any:
-    """The value to store for what was typed: JSON objects/arrays stay JSON, else text.
-
-    >>> from_text('{"a": 2}', "json"), from_text("hi", "text")
-    ({'a': 2}, 'hi')
-    """
-    if kind == "json" or text.lstrip()[:1] in ("{", "["):
-        try:
-            value = orjson.loads(text)
-            if isinstance(value, (dict, list)):
-                return value
-        except orjson.JSONDecodeError as exc:
-            if kind == "json":
-                raise ValidationError(f"the value is not valid JSON ({exc})",
-                                      "fix it (or Reload to start over) before saving") from None
-        if kind == "json":
-            raise ValidationError("the value was JSON and is no longer an object or array",
-                                  "keep it a JSON object/array, or delete the key and add it again as text")
-    return text
-
-
-class KVEditor(w.VBox):
+class KVEditor(EditorLayout):
     """An editor bound to a :class:`~nbnats.kv.KV`; see :meth:`KV.editor`.
 
     State for code and tests: ``key_list`` (Select of the page), ``key_box``,
@@ -116,40 +75,14 @@ class KVEditor(w.VBox):
         self.renders = 0
         self.error: str | None = None
         self._build()
+        self._wire()
         loop.run(self._open(), 30, f"opening the editor on {kv.bucket!r}")
         self.conn.listeners.append(self)
         self.render()
         self.open_seconds = time.perf_counter() - started
         loop.call_soon(self._tick)
 
-    # -- layout ------------------------------------------------------------
-    def _build(self) -> None:
-        L = w.Layout
-        self.header = w.HTML()
-        self.filter = w.Text(placeholder="filter keys: text, or a pattern like user.*", layout=L(width="300px"))
-        self.show_deleted = w.Checkbox(description="deleted keys", indent=False, layout=L(width="120px"))
-        self.prev_button = w.Button(icon="chevron-left", tooltip="previous page", layout=L(width="40px"))
-        self.next_button = w.Button(icon="chevron-right", tooltip="next page", layout=L(width="40px"))
-        self.page_label = w.HTML()
-        self.key_list = w.Select(options=[], rows=14, layout=L(width="360px"))
-        self.key_box = w.Text(placeholder="key, e.g. user.123", layout=L(width="auto"))
-        self.info = w.HTML()
-        self.value_box = w.Textarea(layout=L(width="auto", height="220px"))
-        self.save_button = w.Button(description="Save", icon="save", button_style="primary", layout=L(width="90px"))
-        self.add_button = w.Button(description="Add", icon="plus", tooltip="create the key in the key box",
-                                   layout=L(width="80px"))
-        self.delete_button = w.Button(description="Delete", icon="trash", layout=L(width="90px"))
-        self.reload_button = w.Button(description="Reload", icon="refresh", layout=L(width="90px"))
-        self.history_button = w.ToggleButton(description="History", icon="history", layout=L(width="95px"))
-        self.overwrite_button = w.Button(description="Overwrite theirs", button_style="danger",
-                                         layout=L(width="140px", display="none"))
-        self.status = w.HTML()
-        self.history_table = w.HTML()
-        self.revisions = w.Dropdown(options=[], description="revision", layout=L(width="200px"))
-        self.revert_button = w.Button(description="Revert", icon="undo", layout=L(width="90px"))
-        self.history_box = w.VBox([w.HBox([self.revisions, self.revert_button]), self.history_table],
-                                  layout=L(display="none"))
-
+    def _wire(self) -> None:
         self.filter.observe(lambda _: self._act(self._refilter), names="value")
         self.value_box.observe(self._on_typed, names="value")
         self.show_deleted.observe(lambda _: self._act(self._refilter), names="value")
@@ -163,13 +96,6 @@ class KVEditor(w.VBox):
         self.overwrite_button.on_click(lambda _: self._act(self.save, True))
         self.history_button.observe(lambda _: self._act(self._toggle_history), names="value")
         self.revert_button.on_click(lambda _: self._act(self.revert))
-
-        nav = w.HBox([self.filter, self.prev_button, self.page_label, self.next_button, self.show_deleted])
-        buttons = w.HBox([self.save_button, self.add_button, self.delete_button, self.reload_button,
-                          self.history_button, self.overwrite_button])
-        pane = w.VBox([self.key_box, self.info, self.value_box, buttons, self.status, self.history_box],
-                      layout=L(flex="1 1 0%", min_width="320px", margin="0 0 0 8px"))
-        super().__init__([self.header, nav, w.HBox([self.key_list, pane])])
 
     # -- loop thread: opening, the live index, refreshing ---------------------
     async def _open(self) -> None:
@@ -492,19 +418,6 @@ class KVEditor(w.VBox):
         if self.history_button.value and self.loaded is not None:
             self._fill_history(self.kv.history(self.loaded.key))
 
-    def _fill_history(self, df) -> None:
-        rows = "".join(
-            f"<tr><td>{r.revision}</td><td>{r.created.strftime('%Y-%m-%d %H:%M:%S')}</td>"
-            f"<td>{r.operation}</td><td><code>{escape(preview(r.value, 80))}</code></td></tr>"
-            for r in df.iloc[::-1].itertuples())
-        self.history_table.value = ("<table style='font-size:12px'><tr><th>rev</th><th>created (UTC)</th>"
-                                    f"<th>op</th><th>value</th></tr>{rows}</table>")
-        current = int(df["revision"].iloc[-1])
-        options = [(f"{int(r.revision)} · {r.operation}", int(r.revision)) for r in df.iloc[::-1].itertuples()
-                   if int(r.revision) != current]
-        self.revisions.options = options
-        self.revisions.value = options[0][1] if options else None
-
     def history(self):
         """The loaded key's history as a DataFrame (and shown under History).
 
@@ -585,3 +498,6 @@ async def _quietly(coro) -> None:
         await coro
     except Exception:
         pass
+
+
+__all__ = ["MAX_TEXT", "KVEditor", "KVWatchView", "from_text", "natural_key", "to_text"]
