@@ -119,8 +119,13 @@ def test_push_consumer_and_ack_none_are_refused_plainly(stream, uid):
     nbnats.add_consumer(stream, "fire", ack="none")
     with pytest.raises(nbnats.JetStreamError, match="nothing to acknowledge: .* ack policy none — use nbnats.fetch"):
         nbnats.consume(stream, "fire", lambda m: None)
+    nbnats.add_consumer(stream, "cumulative", ack="all")
+    with pytest.raises(nbnats.JetStreamError, match="ack policy all, where acking one message acks every earlier"):
+        nbnats.consume(stream, "cumulative", lambda m: None)
     with pytest.raises(nbnats.NotFound):
         nbnats.fetch(stream, "nobody")
+    with pytest.raises(nbnats.NotFound):
+        nbnats.consume(stream, "nobody", lambda m: None)
 
 
 def test_non_callable_handler_is_refused_before_anything_starts(stream):

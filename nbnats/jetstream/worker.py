@@ -112,6 +112,7 @@ class Worker:
                 try:
                     if not self.conn.connected:
                         raise api.disconnected(self.conn)
+                    epoch = self.outages
                     msgs = await take(self.conn, self.stream, self.consumer, self.batch, IDLE_WAIT)
                     if not msgs and time.monotonic() - checked > CHECK_EVERY:
                         self._apply(await pull_config(self.conn, self.stream, self.consumer))
@@ -122,7 +123,7 @@ class Worker:
                     retry = min(retry * 2, RETRY_MAX)
                     continue
                 retry, self.state = RETRY_FIRST, "running"
-                self._epoch = self.outages
+                self._epoch = epoch
                 self._held = [FetchedMessage(self.conn, m, "explicit") for m in msgs]
                 for msg in self._held:
                     if self._stopping or self._stale:
@@ -360,6 +361,10 @@ def consume(stream: str, consumer: str, handler: Callable[[FetchedMessage], Any]
     if cfg.get("ack_policy") == "none":
         raise JetStreamError(f"nothing to acknowledge: consumer {consumer!r} of stream {stream!r} has ack policy none",
                              "use nbnats.fetch or nbnats.next to read it, or a consumer with ack='explicit'")
+    if cfg.get("ack_policy") == "all":
+        raise JetStreamError(f"consumer {consumer!r} of stream {stream!r} has ack policy all, where acking one message "
+                             "acks every earlier one, failed ones included",
+                             "consume answers message by message: use a consumer with ack='explicit'")
     w = Worker(conn, stream, consumer, handler, batch, limit, cfg)
     conn.listeners.append(w._listener)
     w._future = loop.submit(w._run())
