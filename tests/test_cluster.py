@@ -203,6 +203,8 @@ def test_lame_duck_moves_the_client_without_losing_a_tail(cluster, conn, uid):
         node.start(timeout=20)
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(120)
 def test_quorum_loss_is_said_as_no_leader(cluster, conn, uid):
     """Two of three nodes stopped: every JetStream call says "no leader", never "no stream" or "JetStream off"."""
     stream, bucket = f"Q{uid}", f"q{uid}"
