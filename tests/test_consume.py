@@ -322,3 +322,43 @@ def test_magics_next_no_ack_consume_and_tails(ip, stream, uid):
     assert "nbnats: there is no notebook variable 'no_such_function'" in shown
     df = ip.run_line_magic("nats", f"consumer next {stream} mag --timeout 200ms")
     assert df.empty and "delivered" in df
+
+
+def test_handler_answering_itself_is_not_answered_twice(stream, uid):
+    publish(uid, 2)
+    nbnats.add_consumer(stream, "self", durable=True)
+
+    def handle(msg):
+        if msg.seq == 1:
+            msg.term(reason="not for us")
+
+    w = nbnats.consume(stream, "self", handle)
+    wait_until(lambda: w.stats["processed"] == 2 and w.stats["acked"] == 1, 10, "both handled")
+    assert w.stats["terminated"] == 1 and w.stats["errors"] == 0
+
+
+def test_deleted_consumer_leaves_the_worker_retrying_and_saying_why(stream, uid):
+    nbnats.add_consumer(stream, "doomed", durable=True)
+    w = nbnats.consume(stream, "doomed", lambda m: None)
+    wait_until(lambda: w.state == "running", 5, "the worker's first pull")
+    nbnats.delete_consumer(stream, "doomed")
+    wait_until(lambda: w.state.startswith("retrying") and "doomed" in w.state, 15, "the worker saying why it waits")
+    assert w.running and "JetStream is not enabled" not in w.state
+    print(f"\n[deleted consumer] {w.state}")
+    w.stop()
+    assert not w.running
+
+
+def test_stop_called_from_its_own_handler_ends_after_that_message(stream, uid):
+    publish(uid, 3)
+    nbnats.add_consumer(stream, "quitter", durable=True)
+    holder, ready = {}, threading.Event()
+
+    def handle(msg):
+        ready.wait(5)
+        holder["w"].stop()
+
+    holder["w"] = w = nbnats.consume(stream, "quitter", handle)
+    ready.set()
+    wait_until(lambda: not w.running, 10, "the worker stopping itself")
+    assert w.stats["acked"] == 1 and w.stats["naked"] == 2
