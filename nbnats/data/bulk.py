@@ -28,6 +28,7 @@ import pyarrow as pa
 import pyarrow.json as pa_json
 
 from nbnats.data.flatten import MAX_DEPTH
+from nbnats.data.values import JsonArray, storable
 
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")   # Arrow refuses a lone one: the whole read fails
 _EXACT_IN_FLOAT = 2.0 ** 53
@@ -73,6 +74,10 @@ def decode(payloads: Sequence[bytes], sizes: np.ndarray):
         _leaves(col, (name,), leaves)
     columns = {}
     for path, col in leaves.items():
+        if not _well_formed(col):        # Arrow loses nulls that open a list: its offsets show it
+            bad |= col.is_valid().to_numpy(zero_copy_only=False)
+            columns[path] = np.full(len(col), None, dtype=object)
+            continue
         values = _pandas(col)
         inexact = _inexact(path, col, values)
         if inexact is not None:
@@ -155,6 +160,17 @@ def _inexact(path: tuple, col: pa.ChunkedArray, values) -> np.ndarray | None:
             return valid             # maybe an int past 2**53 read as float: the whole column per row
         return valid & ~finite       # a NaN or Infinity literal
     return None
+
+
+def _well_formed(col: pa.ChunkedArray) -> bool:
+    if not (pa.types.is_list(col.type) or pa.types.is_large_list(col.type)):
+        return True
+    try:
+        for chunk in col.chunks:
+            chunk.validate(full=True)
+    except pa.ArrowInvalid:
+        return False
+    return True
 
 
 def _exact_floats(value) -> bool:
@@ -246,7 +262,8 @@ def _pandas(col: pa.ChunkedArray):
     if pa.types.is_floating(t) or pa.types.is_string(t):
         return col.to_pandas().array if pa.types.is_string(t) else col.to_pandas().to_numpy()
     values = col.to_pylist()
-    return np.fromiter(values, dtype=object, count=len(values))
+    values = np.fromiter(values, dtype=object, count=len(values))
+    return values if storable(t) else JsonArray(values)
 
 
 def _strings_not_timestamps(schema: pa.Schema) -> pa.Schema | None:

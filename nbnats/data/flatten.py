@@ -22,7 +22,7 @@ import orjson
 import pandas as pd
 import pyarrow as pa
 
-from nbnats.data.values import JsonArray
+from nbnats.data.values import JsonArray, storable
 
 MAX_DEPTH = 100                 # objects/arrays nested deeper than this are refused, not decoded
 _LONG_DIGITS = re.compile(rb"\d{19}")   # orjson turns integers past 64 bits into floats
@@ -206,8 +206,8 @@ def column(values: np.ndarray) -> pd.api.extensions.ExtensionArray | np.ndarray:
             return np.array([np.nan if v is None else v for v in values], dtype="float64")
         if kinds == {str}:
             return values if _STRING == object else pd.array(values, dtype=_STRING)
-        pa.array(values, from_pandas=True)     # Arrow (so Parquet) can hold it as it is: keep it
-        return values
+        if storable(pa.array(values, from_pandas=True).type):    # Parquet can hold it as it is
+            return values
     except (pa.ArrowException, OverflowError, TypeError, ValueError, UnicodeError):
         pass
     return JsonArray(values)

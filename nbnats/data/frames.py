@@ -139,6 +139,7 @@ class _Parts:
         self.columns: dict[tuple, list[tuple]] = {}   # path -> [(rows, values, typed already)]
         self.data: dict[int, Any] = {}
         self.errors: dict[int, str] = {}
+        self.redone: list[np.ndarray] = []      # rows the bulk read that the per-row decoder took over
 
     def decode(self, payloads, decode, sizes: np.ndarray, where: np.ndarray | None = None) -> None:
         """Decode ``payloads`` (frame rows ``where``, default 0..n-1): in bulk what can be."""
@@ -154,6 +155,7 @@ class _Parts:
                 left = np.ones(n, dtype=bool)
                 left[rows] = False
                 left[slow_rows] = True
+                self.redone.append(where[slow_rows])
                 slow = np.flatnonzero(left).tolist()
             decode = flatten.json_or_text
         columns, data, errors = flatten.decode_rows(payloads, slow, decode)
@@ -165,30 +167,41 @@ class _Parts:
 
     def frame(self, reserved: set[str], prefix: str) -> tuple[pd.DataFrame, dict[str, tuple]]:
         """The payload columns, named by the rules, and the paths of the ambiguous names."""
-        names = column_names(self.columns, reserved, prefix)
+        redone = np.concatenate(self.redone) if self.redone else np.zeros(0, dtype=np.int64)
+        columns = {path: column for path, pieces in self.columns.items()
+                   if (column := self._column(pieces, redone)) is not None}
+        names = column_names(columns, reserved, prefix)
         arrays: dict[str, Any] = {}
-        order = self.columns
-        if any(not typed for pieces in order.values() for _, _, typed in pieces):
-            order = sorted(order, key=lambda p: min(_first_row(piece) for piece in self.columns[p]))
+        order = list(columns)
+        if any(not typed for pieces in self.columns.values() for _, _, typed in pieces):
+            order.sort(key=lambda p: min(_first_row(piece) for piece in self.columns[p]))
         for path in order:
-            pieces = self.columns[path]
-            arrays[names[path]] = self._column(pieces)
+            arrays[names[path]] = columns[path]
         for name, cells in (("data", self.data), ("decode_error", self.errors)):
             if cells:
                 values = np.full(self.n, None, dtype=object)
                 values[list(cells)] = np.fromiter(cells.values(), dtype=object, count=len(cells))
                 arrays[name] = flatten.column(values)
         body = pd.DataFrame(arrays, index=pd.RangeIndex(self.n)) if arrays else pd.DataFrame(index=range(self.n))
-        paths = {names[p]: p for p in self.columns
+        paths = {names[p]: p for p in columns
                  if names[p] != ".".join(map(str, p)) or any(not isinstance(k, str) or "." in k for k in p)}
         return body, paths
 
-    def _column(self, pieces: list):
-        if len(pieces) == 1 and pieces[0][2] and len(pieces[0][0]) == self.n:
+    def _column(self, pieces: list, redone: np.ndarray):
+        """One path's column from its pieces; None when nothing is left in it."""
+        if len(pieces) == 1 and pieces[0][2] and len(pieces[0][0]) == self.n and \
+                (not len(redone) or pd.isna(pieces[0][1][redone]).all()):
             return pieces[0][1]             # one bulk column over every row: typed already
         values = np.full(self.n, None, dtype=object)
-        for rows, part, _ in pieces:
-            values[rows] = _objects(part)
+        for rows, part, typed in pieces:
+            if typed:
+                values[rows] = _objects(part)
+        values[redone] = None               # what the bulk read of those rows said does not count
+        for rows, part, typed in pieces:
+            if not typed:
+                values[rows] = part
+        if all(typed for _, _, typed in pieces) and not any(v is not None for v in values):
+            return None
         return flatten.column(values)
 
 

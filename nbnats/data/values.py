@@ -153,6 +153,30 @@ class JsonArray(ExtensionArray):
         return pa.array([None if is_missing(v) else to_json_text(v) for v in self._data], type=pa.string())
 
 
+_PARQUET_DEPTH = 40     # Parquet readers refuse schemas nested past 100 levels (~2 per list)
+
+
+def storable(t: pa.DataType) -> bool:
+    """True when Parquet can write and read back an Arrow type as it is: no object
+    without fields, and not nested too deeply.
+
+    >>> storable(pa.list_(pa.int64())), storable(pa.list_(pa.struct([])))
+    (True, False)
+    """
+    stack = [(t, 0)]
+    while stack:
+        t, depth = stack.pop()
+        if depth > _PARQUET_DEPTH:
+            return False
+        if pa.types.is_struct(t):
+            if not t.num_fields:
+                return False
+            stack.extend((f.type, depth + 1) for f in t)
+        elif pa.types.is_list(t) or pa.types.is_large_list(t):
+            stack.append((t.value_type, depth + 1))
+    return True
+
+
 def to_json_text(value: Any) -> str:
     """A value as JSON text, for storage: exact for any int; bytes as ``\\x`` escaped text.
 
