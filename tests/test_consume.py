@@ -290,8 +290,13 @@ def test_pieces_list_tails_responders_and_workers_and_stop_them(stream, uid):
     t = nbnats.tail(f"{uid}.>")
     svc = nbnats.serve(f"{uid}.echo", lambda m: m.data)
     w = nbnats.consume(stream, "lister", lambda m: None)
+    micro = nbnats.add_service(f"svc{uid}", {f"{uid}.get": lambda m: "ok"})
     wait_until(lambda: w.state == "running", 5, "the worker's first pull")
     df = background.pieces()
+    row = df[(df["kind"] == "service") & df["target"].str.startswith(f"svc{uid}: {uid}.get")]
+    assert len(row) == 1 and row["state"].iloc[0] == "running"
+    background.stop(row["id"].iloc[0])
+    assert not micro.running
     mine = df[df["id"].isin([t.id, svc.id, w.id])].set_index("id")
     assert mine.loc[t.id, "kind"] == "tail" and mine.loc[svc.id, "kind"] == "responder"
     assert mine.loc[w.id, "kind"] == "worker" and mine.loc[w.id, "target"] == f"{stream}/lister"
