@@ -32,7 +32,8 @@ from nbnats.services import add_service, service_info, service_stats, services
 from nbnats.jetstream.replay import ReplayWarning, replay
 from nbnats.jetstream.consume import Batch, fetch, next
 from nbnats.jetstream.worker import Worker, consume
-from nbnats.runtime.session import server_info, start_server, stop, stop_all, stop_server
+from nbnats.background import stop, stop_all
+from nbnats.runtime.session import server_info, start_server, stop_server
 from nbnats.tail import Tail, tail, tails
 
 __version__ = "0.1.0"

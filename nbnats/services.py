@@ -101,7 +101,8 @@ class MicroService:
             loop.run(self._svc.stop(), timeout, "stopping the service")
 
     def __repr__(self) -> str:
-        return f"<MicroService {self._svc._name} {self._svc._id}>"
+        info = self.info()
+        return f"<MicroService {info.get('name')} {info.get('id')}>"
 
 
 def add_service(name: str, endpoints: dict[str, Callable[[Message], Any]], version: str = "0.1.0",

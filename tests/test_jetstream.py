@@ -390,7 +390,7 @@ def test_magics_cover_every_verb(ip, uid):
         assert list(run(f"consumer ls {name}")["name"]) == ["c1"]
         assert run(f"consumer info {name} c1").num_pending == 1
         got = run(f"consumer next {name} c1 --count 3 --no-ack")
-        assert got["seq"].tolist() == [1] and got["delivered"].tolist() == [1]
+        assert got.df["seq"].tolist() == [1] and got.df["deliveries"].tolist() == [1]   # a Batch, not yet acked
         view = run(f"stream view {name} --page-size 5")
         assert [seq for _, seq in view.rows.options] == [1, 2]
         view.close()

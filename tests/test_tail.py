@@ -199,3 +199,29 @@ def test_filtered_stream_tail_reports_no_false_gaps(connected, uid):
     df = t.wait(3, timeout=10).df
     assert df["seq"].tolist() == [2, 4, 6]           # stream sequences skip the other subject
     assert (t.gaps["kind"] == "sequence").sum() == 0
+
+
+@pytest.mark.timeout(60)
+def test_stream_tail_starts_over_on_a_recreated_stream(connected, uid):
+    """A stream deleted and added again: its new seq 1… are kept (not taken for redeliveries), and said."""
+    from faultkit import wait_until
+
+    stream = f"R{uid}"
+    nbnats.add_stream(stream, f"{uid}.>")
+    try:
+        t = nbnats.tail(f"{uid}.>", stream=stream)
+        for i in range(30):
+            nbnats.publish(f"{uid}.old", {"i": i}, js=True)
+        t.wait(30, timeout=10)
+        nbnats.delete_stream(stream)
+        nbnats.add_stream(stream, f"{uid}.>")
+        for i in range(50):
+            nbnats.publish(f"{uid}.new", {"i": i}, js=True)
+        wait_until(lambda: t.count == 80, 20, "the tail reading the new stream")
+        df = t.df
+        new = df[df["subject"] == f"{uid}.new"]
+        assert new["i"].tolist() == list(range(50)) and new["seq"].tolist() == list(range(1, 51))
+        assert "recreated" in t.gaps["kind"].tolist()
+        t.stop()
+    finally:
+        nbnats.delete_stream(stream)
