@@ -33,7 +33,7 @@ from nbnats.jetstream.replay import ReplayWarning, replay
 from nbnats.jetstream.consume import Batch, fetch, next
 from nbnats.jetstream.worker import Worker, consume
 from nbnats.background import stop, stop_all
-from nbnats.runtime.session import server_info, start_server, stop_server
+from nbnats.runtime.session import server_info, server_url, start_server, stop_server, write_context
 from nbnats.tail import Tail, tail, tails
 
 __version__ = "0.1.0"
@@ -72,7 +72,7 @@ __all__ = [
     "aio", "measure", "codecs", "plot", "schema", "server", "ping", "close", "connect", "connections", "current", "status", "use",
     "publish", "publish_frame", "request", "serve", "PubAck", "Service", "Message",
     "add_service", "service_info", "service_stats", "services",
-    "server_info", "start_server", "stop", "stop_all", "stop_server", "Tail", "tail", "tails",
+    "server_info", "server_url", "write_context", "start_server", "stop", "stop_all", "stop_server", "Tail", "tail", "tails",
     "NatsError", "ValidationError", "InvalidSubject", "InvalidName", "InvalidKey", "InvalidHeader",
     "PayloadTooLarge", "ServerError", "NotConnected", "ConnectError", "Timeout", "NoResponders",
     "LoopThreadError", "NotFound", "JetStreamError", "SchemaError", "CodecError", "Conflict", "KeyDeleted",

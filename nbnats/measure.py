@@ -22,6 +22,7 @@ import pandas as pd
 from nbnats.runtime import loop
 from nbnats.data import validate
 from nbnats.runtime.connection import Connection, current
+from nbnats.runtime.connection import ping as round_trip
 from nbnats.engine import api
 from nbnats.errors import NatsError, NoResponders
 from nbnats.data.payload import encode
@@ -55,7 +56,7 @@ def ping(subject: str | None = None, count: int = 100, size: int = 16, data: Any
             async def on_request(msg):
                 await conn.nc.publish(msg.reply, msg.data)
             echo = await conn.nc.subscribe(target, cb=on_request)
-            await conn.nc.flush(timeout)
+            await round_trip(conn, timeout, "subscribing the echo responder", flush=True)
         rows, failures = [], 0
         try:
             for i in range(count):

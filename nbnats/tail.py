@@ -25,7 +25,7 @@ import pandas as pd
 from nbnats.data import frames, validate
 from nbnats.engine import api
 from nbnats.engine.ordered import OrderedConsumer
-from nbnats.runtime import loop
+from nbnats.runtime import connection, loop
 from nbnats.runtime.connection import Connection, current
 from nbnats.errors import NatsError, NotFound, Timeout
 
@@ -446,7 +446,7 @@ class Tail:
 async def _subscribe_core(t: Tail) -> None:
     t._sub = await t.conn.nc.subscribe(t.subject, queue=t.queue or "", cb=t._on_msg,
                                        pending_msgs_limit=t.pending_limit)
-    await t.conn.nc.flush(5)
+    await connection.ping(t.conn, 5, f"subscribing to {t.subject!r}", flush=True)
 
 
 async def _subscribe_stream(t: Tail) -> None:
