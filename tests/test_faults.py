@@ -51,7 +51,7 @@ def publisher(url: str, subject: str, n: int, rate: float | None = None, size: i
     Messages are ``{"i": 1234567}``, or ``size`` bytes of ``x``.
     """
     started = connection._started_server(url)          # the bundled server wants its generated credentials
-    if started is not None and started.auth:
+    if started is not None and started.auth and "@" not in url:
         url = started.auth.url(url)
     body = f"b'x' * {size}" if size else repr(b'{"i": 1234567}')
     code = f"""
