@@ -162,8 +162,6 @@ def test_close_magic_drains_every_message_in_flight(ip, nats_url, uid):
     assert took < 5.0 + 2          # close's own timeout (5 s) plus the final close
 
 
-@pytest.mark.xfail(reason="known regression: without clearing nats-py's private buffer, close() during an outage "
-                          "leaves its subscription tasks behind (tracked in #14)", strict=False)
 @pytest.mark.timeout(30)
 def test_close_while_the_server_is_down_is_clean(private, uid):
     srv, conn = private
@@ -211,7 +209,7 @@ def test_deleted_consumer_is_replaced_within_two_heartbeats(private, uid):
 @pytest.mark.timeout(90)
 def test_replay_survives_its_consumer_being_deleted(private, uid):
     replay = importlib.import_module("nbnats.jetstream.replay").replay
-    jetstream = importlib.import_module("nbnats.jetstream.streams")
+    jetstream = nbnats            # stream_info, consumers, delete_consumer
     srv, conn = private
     stream, n, stall = f"S{uid}", 100_000, 1.0
     add_stream(conn, stream, [f"{uid}.>"])

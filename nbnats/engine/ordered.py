@@ -32,7 +32,7 @@ from nbnats.errors import NatsError, Timeout
 log = logging.getLogger("nbnats")
 
 HEARTBEAT = 2.0            # seconds between the server's idle heartbeats
-SILENT_BEATS = 2.5         # heartbeats missed before the consumer is made again
+SILENT_BEATS = 1.5         # heartbeat intervals of silence before the consumer is made again
 IDLE_LIFE = 300.0          # seconds the server keeps a consumer nobody reads
 RETRY = 0.5                # seconds between attempts to make the consumer again
 
@@ -206,7 +206,7 @@ class OrderedConsumer:
 
     async def _watch(self) -> None:
         while not self._stopped:
-            await asyncio.sleep(self.heartbeat / 2)
+            await asyncio.sleep(self.heartbeat / 4)
             if self._resetting is None and self.conn.nc.is_connected and \
                     time.monotonic() - self._heard > SILENT_BEATS * self.heartbeat:
                 self._reset_soon("its heartbeats stopped")
