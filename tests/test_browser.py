@@ -122,7 +122,7 @@ def test_kv_editor_saves_an_edit(browser_lab, connected, uid):
     lab, browser = browser_lab
     page = _new_page(browser)
     bucket = f"browser_{uid}"
-    _kv_notebook(lab.root / "kv-editor.ipynb", connected.url, bucket)
+    _kv_notebook(lab.root / "kv-editor.ipynb", nbnats.server_url(secret=True), bucket)
     edited = {"text": "edited in the browser"}
     try:
         _open_and_run(lab, page, "kv-editor.ipynb", "kv-editor")

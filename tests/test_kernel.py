@@ -62,7 +62,7 @@ def test_fresh_notebook_first_line_tail_and_kill9_leaves_no_server(kernel, uid):
     assert any(kind == "display_data" and "application/vnd.jupyter.widget-view+json" in c["data"]
                for kind, c in outputs), outputs
 
-    outputs, _ = _execute(kc, "import nbnats; print(nbnats.status()['url']); "
+    outputs, _ = _execute(kc, "import nbnats; print(nbnats.server_url(secret=True)); "
                               "print(nbnats.runtime.connection._embedded.pid)")
     text = "".join(c["text"] for kind, c in outputs if kind == "stream")
     url, server_pid = text.split()[0], int(text.split()[1])
