@@ -319,7 +319,7 @@ def publish_frame(subject: str | None, df, subject_column: str | None = None, he
         for i, (s, p) in enumerate(zip(subjects, payloads)):
             await conn.nc.publish(s, p, headers=hdrs)
             if i % 10_000 == 9_999:
-                await connection.ping(conn, 10, "publishing the frame", flush=True)
+                await _flush(conn, 10)
                 bar.update(10_000)
         await _flush(conn, 10)
         bar.update(len(payloads) % 10_000)
