@@ -23,6 +23,7 @@ from typing import Any
 import pandas as pd
 
 from nbnats.data import frames, validate
+from nbnats.data.ring import Ring
 from nbnats.engine import api
 from nbnats.engine.ordered import OrderedConsumer
 from nbnats.runtime import connection, loop
@@ -38,52 +39,6 @@ SAMPLE_EVERY = 0.5        # seconds between rate samples
 SAMPLES_KEPT = 1200       # ten minutes of rate history
 WARN_EVERY = 5.0          # at most one slow-consumer warning per tail per interval
 WARN_AFTER = 1.0          # the first warning waits this long, so it counts the whole burst
-
-
-class Ring:
-    """The kept messages, column by column, each a bounded deque.
-
-    Columns (not one tuple per message) so that ``t.df`` needs no transposing.
-
-    >>> r = Ring(2); r.append("a", 1, None, b"x", None); r.append("b", 2, None, b"y", None)
-    >>> r.append("c", 3, None, b"z", None); r.snapshot()[0]
-    ['b', 'c']
-    """
-
-    __slots__ = ("subjects", "times", "seqs", "payloads", "headers")
-
-    def __init__(self, limit: int):
-        self.subjects: deque = deque(maxlen=limit)
-        self.times: deque = deque(maxlen=limit)
-        self.seqs: deque = deque(maxlen=limit)
-        self.payloads: deque = deque(maxlen=limit)
-        self.headers: deque = deque(maxlen=limit)
-
-    def append(self, subject: str, time_ns: int, seq: int | None, data: bytes, headers: dict | None) -> None:
-        self.subjects.append(subject)
-        self.times.append(time_ns)
-        self.seqs.append(seq)
-        self.payloads.append(data)
-        self.headers.append(headers)
-
-    def __len__(self) -> int:
-        return len(self.payloads)
-
-    def clear(self) -> None:
-        for column in (self.subjects, self.times, self.seqs, self.payloads, self.headers):
-            column.clear()
-
-    def snapshot(self) -> tuple[list, list, list, list, list]:
-        """Copies of the five columns (call on the loop thread)."""
-        return (list(self.subjects), list(self.times), list(self.seqs), list(self.payloads),
-                list(self.headers))
-
-    def last(self, n: int) -> list[tuple]:
-        """The newest ``n`` rows as (subject, time_ns, seq, data, headers) tuples."""
-        k = min(n, len(self.payloads))
-        cols = [list(itertools.islice(c, len(c) - k, None)) for c in
-                (self.subjects, self.times, self.seqs, self.payloads, self.headers)]
-        return list(zip(*cols))
 
 
 class Tail:
@@ -307,11 +262,15 @@ class Tail:
 
         >>> t.last(5)   # doctest: +SKIP
         """
+        return self._on_loop(self._ring.last, n)
+
+    def _on_loop(self, read, *args):
+        """``read(*args)`` on the loop thread, which owns the ring (directly when already there)."""
         if loop.in_loop_thread():
-            return self._ring.last(n)
+            return read(*args)
 
         async def in_loop():
-            return self._ring.last(n)
+            return read(*args)
 
         return loop.run(in_loop(), 10, f"reading tail {self.id}")
 
@@ -343,13 +302,7 @@ class Tail:
         return pd.DataFrame(rows, columns=["time", "rate"])
 
     def _snapshot(self):
-        if loop.in_loop_thread():
-            return self._ring.snapshot()
-
-        async def in_loop():
-            return self._ring.snapshot()
-
-        return loop.run(in_loop(), 10, f"reading tail {self.id}")
+        return self._on_loop(self._ring.snapshot)
 
     def records(self) -> list[tuple]:
         """A snapshot of the kept rows as (subject, time_ns, seq, data, headers) tuples.
