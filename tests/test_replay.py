@@ -15,7 +15,7 @@ import pytest
 
 import nbnats
 from nbnats.engine import api as engine_api
-from nbnats.jetstream import streams
+from nbnats.jetstream import readers, streams
 from nbnats.runtime import connection, loop
 from nbnats.errors import InvalidName, InvalidSubject, NatsError, NotFound, ValidationError
 from nbnats.jetstream.replay import ReplayWarning, replay
@@ -293,7 +293,7 @@ def test_packed_payloads_read_like_a_list():
     assert p.sizes.tolist() == [8, 0, 9] and list(p.select(np.array([True, False, True]))) == [b'{"a": 1}', b"two\nlines"]
     df = nbnats.data.frames.build(["s"] * 3, [0, 1, 2], p)          # the frame builder reads it as payloads
     assert df["a"].tolist()[0] == 1 and df["data"].tolist()[1:] == ["", "two\nlines"]
-    assert rp._rfc_ns("2026-01-01T00:00:00.000000007Z", {}) == 1767225600000000007
+    assert readers._rfc_ns("2026-01-01T00:00:00.000000007Z", {}) == 1767225600000000007
 
 
 def test_replay_magic(ip, cleanup, uid):

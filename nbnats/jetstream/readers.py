@@ -1,0 +1,256 @@
+"""The replay's readers that create no consumer (direct gets, message gets), and what every reader shares.
+
+WorkQueue and Interest streams are read only by these, so a replay never takes a
+message away from anyone. See :mod:`nbnats.jetstream.replay`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import calendar
+import sys
+import time
+from typing import Any
+
+import numpy as np
+import orjson
+
+from nbnats.data import validate
+from nbnats.data.packed import Packed
+from nbnats.data.units import parse_time, rfc3339
+from nbnats.engine import api
+from nbnats.engine.get import from_msg_get
+from nbnats.errors import JetStreamError, NotFound, Timeout
+from nbnats.runtime.connection import Connection
+
+DIRECT_BATCH = 50_000   # messages per batched direct get
+GET_WINDOW = 256        # STREAM.MSG.GET requests in flight
+_DIRECT_META = {"Nats-Stream", "Nats-Subject", "Nats-Sequence", "Nats-Time-Stamp", "Nats-Num-Pending",
+                "Nats-Last-Sequence", "Nats-UpTo-Sequence"}
+
+
+class _Plan:
+    """What to read, fixed before the first message: the stream's state at the start."""
+
+    def __init__(self, stream: str, filters: list[str], start_seq: int | None, since: int | None,
+                 until: int | None, end_seq: int | None, limit: int | None):
+        self.stream, self.filters = stream, filters
+        self.start_seq, self.since, self.until = start_seq, since, until
+        self.end_seq, self.limit = end_seq, limit
+        self.info: dict = {}
+        self.stop = 0               # the last sequence when the replay began (or end_seq)
+        self.path = ""
+        self.client_filter = False  # subjects filtered here because the server cannot
+
+
+class _Sink:
+    """Raw columns, filled on the loop thread; read by the caller's thread only when done."""
+
+    def __init__(self):
+        self.subjects: list[str] = []
+        self.payloads = Packed()
+        self.headers: list = []
+        self.seqs: list[np.ndarray] = []
+        self.times: list[np.ndarray] = []
+        self.count = 0
+        self.total: int | None = None
+        self.last_seq = 0
+        self.last_time = 0
+
+
+async def _wait(done: asyncio.Event, sink: _Sink, stall: float, what: str) -> bool:
+    """Wait for ``done``; False when nothing arrived for ``stall`` seconds."""
+    while not done.is_set():
+        seen = sink.count
+        try:
+            await asyncio.wait_for(done.wait(), stall)
+        except asyncio.TimeoutError:
+            if sink.count == seen:
+                return False
+    return True
+
+
+class _Drops:
+    """Told by the connection when nats-py drops one of this read's messages (a slow consumer)."""
+
+    def __init__(self, done: asyncio.Event):
+        self.count, self.done = 0, done
+
+    def _slow_consumer(self) -> None:
+        self.count += 1
+        self.done.set()
+
+
+async def _subscribe(conn: Connection, inbox: str, cb, limit: int, done: asyncio.Event):
+    sub = await conn.nc.subscribe(inbox, cb=cb, pending_msgs_limit=limit, pending_bytes_limit=0)
+    drops = _Drops(done)
+    conn.watch_slow(sub, drops)
+    return sub, drops
+
+
+async def _unsubscribe(conn: Connection, sub, drops: _Drops, plan: _Plan) -> None:
+    conn.unwatch_slow(sub)
+    try:
+        await sub.unsubscribe()
+    except Exception:       # the connection closed meanwhile: nothing left to unsubscribe
+        pass
+    if drops.count:     # the pulls are sized so this cannot happen; never return a frame with holes
+        raise JetStreamError(f"the replay of {plan.stream!r} fell behind and the client dropped "
+                             f"{drops.count:,} messages", "run it again (nothing was consumed)")
+
+
+def _rfc_ns(text: str, cache: dict) -> int:
+    """The server's RFC 3339 UTC time as nanoseconds, quickly (seconds are cached).
+
+    >>> _rfc_ns("2026-01-01T00:00:01.5Z", {})
+    1767225601500000000
+    """
+    if not text.endswith("Z") or len(text) < 20:
+        return parse_time(text) or 0
+    head = text[:19]
+    sec = cache.get(head)
+    if sec is None:
+        sec = cache[head] = calendar.timegm(time.strptime(head, "%Y-%m-%dT%H:%M:%S"))
+    frac = text[20:-1] if text[19] == "." else ""
+    return sec * 1_000_000_000 + (int(frac.ljust(9, "0")[:9]) if frac else 0)
+
+
+async def _via_direct(conn: Connection, plan: _Plan, sink: _Sink, first: int, stall: float) -> None:
+    """Batched direct gets (server 2.11+): no consumer is created."""
+    done = asyncio.Event()
+    seq_text: list[str] = []
+    time_text: list[str] = []
+    nc = conn.nc
+    inbox = nc.new_inbox()
+    goal = plan.limit if plan.limit is not None and not plan.client_filter else None
+    cache: dict = {}
+
+    async def ask(seq: int, first_request: bool = False) -> None:
+        n = plan.stop - seq + 1
+        if goal is not None:
+            n = min(n, goal - sink.count)
+        body: dict[str, Any] = {"batch": min(DIRECT_BATCH, n)}
+        if first_request and plan.since is not None and plan.start_seq is None:
+            body["start_time"] = rfc3339(plan.since)
+        else:
+            body["seq"] = seq
+        if len(plan.filters) == 1:
+            body["next_by_subj"] = plan.filters[0]
+        await nc.publish(f"$JS.API.DIRECT.GET.{plan.stream}", orjson.dumps(body), reply=inbox)
+
+    async def on_msg(msg) -> None:
+        h = msg.headers or {}
+        seq = h.get("Nats-Sequence")
+        if seq is not None:
+            if sink.total is None:
+                sink.total = min(int(h.get("Nats-Num-Pending", 0)) + 1, plan.stop - int(seq) + 1)
+            sink.subjects.append(sys.intern(h["Nats-Subject"]))
+            sink.payloads.add(msg.data)
+            sink.headers.append(h)
+            seq_text.append(seq)
+            time_text.append(h["Nats-Time-Stamp"])
+            sink.count += 1
+            return
+        if h.get("Status") != "204" or not seq_text:   # 404: nothing (more) to read
+            done.set()
+            return
+        sink.last_seq = int(seq_text[-1])
+        over_time = plan.until is not None and _rfc_ns(time_text[-1], cache) > plan.until
+        if sink.last_seq >= plan.stop or over_time or (goal is not None and sink.count >= goal):
+            done.set()
+        else:
+            await ask(sink.last_seq + 1)
+
+    sub, drops = await _subscribe(conn, inbox, on_msg, 2 * DIRECT_BATCH, done)
+    try:
+        await ask(first, first_request=True)
+        if not await _wait(done, sink, stall, f"replaying {plan.stream!r}"):
+            raise Timeout(f"the replay of {plan.stream!r} stalled: nothing arrived for {stall:g} s "
+                          f"after {sink.count:,} messages", "check the server with %nats status and run it again")
+    finally:
+        await _unsubscribe(conn, sub, drops, plan)
+    sink.seqs.append(np.array(seq_text, dtype=np.int64))
+    sink.times.append(np.fromiter((_rfc_ns(t, cache) for t in time_text), np.int64, len(time_text)))
+    sink.headers[:] = [({k: v for k, v in h.items() if k not in _DIRECT_META} or None) for h in sink.headers]
+
+
+async def _seq_at_time(conn: Connection, plan: _Plan, lo: int, hi: int) -> int:
+    """The first sequence at or after ``plan.since``, by binary search with STREAM.MSG.GET."""
+    while lo < hi:
+        mid = (lo + hi) // 2
+        try:
+            resp = await api.request(conn, f"STREAM.MSG.GET.{plan.stream}", {"seq": mid, "next_by_subj": ">"}, what="looking up a time in the stream", stream=plan.stream)
+        except NotFound:
+            return hi
+        m = resp["message"]
+        if (parse_time(m["time"]) or 0) < plan.since:
+            lo = m["seq"] + 1
+        else:
+            hi = mid
+    return lo
+
+
+async def _via_get(conn: Connection, plan: _Plan, sink: _Sink, first: int, stall: float) -> None:
+    """Pipelined STREAM.MSG.GET, one request a sequence: works on every server and stream."""
+    if plan.since is not None and plan.start_seq is None:
+        first = await _seq_at_time(conn, plan, first, plan.stop + 1)
+    if first > plan.stop:
+        sink.total = 0
+        return
+    done = asyncio.Event()
+    nc = conn.nc
+    inbox = nc.new_inbox()
+    got: list[tuple] = []       # (seq, time_ns, message), sorted once at the end
+    state = {"next": first, "out": 0, "matched": 0}
+    matches: dict[str, bool] = {}
+    cache: dict = {}
+    sink.total = plan.stop - first + 1 if plan.limit is None else min(plan.stop - first + 1, plan.limit)
+
+    def wanted(subject: str) -> bool:
+        hit = matches.get(subject)
+        if hit is None:
+            hit = matches[subject] = not plan.filters or any(validate.subject_matches(f, subject) for f in plan.filters)
+        return hit
+
+    async def ask() -> None:
+        seq = state["next"]
+        state["next"] += 1
+        state["out"] += 1
+        await nc.publish(f"$JS.API.STREAM.MSG.GET.{plan.stream}", b'{"seq":%d}' % seq, reply=inbox)
+
+    def more() -> bool:
+        full = plan.limit is not None and state["matched"] >= plan.limit
+        late = plan.until is not None and sink.last_time > plan.until
+        return state["next"] <= plan.stop and not full and not late
+
+    async def on_msg(msg) -> None:
+        state["out"] -= 1
+        sink.count += 1                     # a missing sequence is progress too
+        m = orjson.loads(msg.data).get("message")
+        if m is not None:
+            t = _rfc_ns(m["time"], cache)
+            if wanted(m["subject"]):
+                got.append((m["seq"], t, from_msg_get(m)))
+                state["matched"] += 1
+            sink.last_time = max(sink.last_time, t)
+        if more():
+            await ask()
+        elif state["out"] == 0:
+            done.set()
+
+    sub, drops = await _subscribe(conn, inbox, on_msg, 4 * GET_WINDOW, done)
+    try:
+        for _ in range(min(GET_WINDOW, plan.stop - first + 1)):
+            await ask()
+        if not await _wait(done, sink, stall, f"replaying {plan.stream!r}"):
+            raise Timeout(f"the replay of {plan.stream!r} stalled: nothing arrived for {stall:g} s "
+                          f"after {sink.count:,} messages", "check the server with %nats status and run it again")
+    finally:
+        await _unsubscribe(conn, sub, drops, plan)
+    got.sort(key=lambda g: g[0])
+    for _, _, msg in got:
+        sink.subjects.append(sys.intern(msg.subject))
+        sink.payloads.add(msg.data)
+        sink.headers.append(msg.headers)
+    sink.seqs.append(np.array([g[0] for g in got], dtype=np.int64))
+    sink.times.append(np.array([g[1] for g in got], dtype=np.int64))
