@@ -7,7 +7,8 @@ import pytest
 
 MODULES = ["nbnats.data.validate", "nbnats.data.frames", "nbnats.data.payload", "nbnats.runtime.loop", "nbnats.errors",
            "nbnats.magics.registry", "nbnats.magics.core", "nbnats.tail", "nbnats.progress",
-           "nbnats.widgets.tail_view", "nbnats.data.units", "nbnats.engine.acks", "nbnats.engine.errors"]
+           "nbnats.widgets.tail_view", "nbnats.data.units", "nbnats.data.packed", "nbnats.data.ring", "nbnats.engine.acks", "nbnats.engine.errors",
+           "nbnats.engine.pull"]
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -15,7 +15,7 @@ import pytest
 
 import nbnats
 from nbnats.engine import api as engine_api
-from nbnats.jetstream import readers, streams
+from nbnats.jetstream import readers
 from nbnats.runtime import connection, loop
 from nbnats.errors import InvalidName, InvalidSubject, NatsError, NotFound, ValidationError
 from nbnats.jetstream.replay import ReplayWarning, replay
