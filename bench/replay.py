@@ -165,7 +165,7 @@ def main() -> None:
     import nbnats
     from nbnats.runtime import server
 
-    with tempfile.TemporaryDirectory() as store, server.start(store=store) as srv:
+    with tempfile.TemporaryDirectory() as store, server.start(store=store, auth="none") as srv:   # peers connect plainly
         print(f"nats-server {srv.info().get('version')} at {srv.url}; filling {STREAM} with {args.n:,} messages "
               f"of ~{len(payload(args.n // 2))} bytes …", flush=True)
         t = time.perf_counter()

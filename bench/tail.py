@@ -90,7 +90,7 @@ def nbnats_tail(url: str, subject: str, n: int) -> tuple[float, int]:
 def main() -> None:
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 300_000
     rounds = int(sys.argv[2]) if len(sys.argv) > 2 else 3
-    with server.start() as srv:
+    with server.start(auth="none") as srv:   # peers connect plainly
         a_rates, b_rates = [], []
         for r in range(rounds):
             a, a_got = raw_ceiling(srv.url, f"bench.a{r}", n)

@@ -116,7 +116,7 @@ def main() -> None:
     rate = float(sys.argv[1]) if len(sys.argv) > 1 else 100_000
     seconds = float(sys.argv[2]) if len(sys.argv) > 2 else 5
     n = int(rate * seconds) // 1000 * 1000
-    with server.start(jetstream=False) as srv:
+    with server.start(jetstream=False, auth="none") as srv:   # peers connect plainly
         a_rate, a_lat, a_got = baseline(srv.url, n, rate)
         print(f"(a) nats-py + deque: {n:,} published at {a_rate:,.0f} msg/s, {a_got:,} received")
         print(f"    another cell: {summary(a_lat)}")

@@ -115,7 +115,7 @@ def main() -> None:
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 500
     limit = int(sys.argv[2]) if len(sys.argv) > 2 else 50
     cap = limit * SIZE
-    with server.start(jetstream=False) as srv:
+    with server.start(jetstream=False, auth="none") as srv:   # peers connect plainly
         nbnats.connect(srv.url)
         nbnats.publish("warm", "up")
 
