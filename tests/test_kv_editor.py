@@ -266,7 +266,7 @@ def test_editor_stops_with_its_connection(kv, nats_url, uid):
     b = open_kv(kv.bucket, connection="short")
     ed = b.editor()
     nbnats.close("short")
-    assert ed._stopped
+    assert not ed.running
     ed.stop()
 
 

@@ -1,8 +1,8 @@
 """KV buckets as streams: their configuration, opening and creating, listing and removing.
 
 A bucket ``b`` is the stream ``KV_b`` storing ``$KV.b.>``, configured field
-for field as nats-py's ``create_key_value`` (and so nats.go, natscli and
-nats.js) makes it, so those clients see the same bucket. Every call is one
+for field as nats-py's ``create_key_value`` makes it, so nats.go, natscli
+and the JavaScript client see the same bucket. Every call is one
 ``$JS.API`` request through :mod:`nbnats.engine.api`.
 
 >>> stream_config("sessions", history=5)["max_msgs_per_subject"]

@@ -472,6 +472,11 @@ class KVEditor(EditorLayout):
     def _closed(self) -> None:
         self._stopped = True
 
+    @property
+    def running(self) -> bool:
+        """True while the editor follows changes (until ``stop()`` or its connection closes)."""
+        return not self._stopped
+
     def stop(self) -> None:
         """Stop following changes (the widget stays on screen, frozen).
 

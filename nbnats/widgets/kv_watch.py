@@ -53,8 +53,8 @@ class KVWatchView(TailView):
         state = state_html(t)
         initial = "" if t.caught_up else " · loading current values…"
         paused = " · <b>paused</b>" if self.pause.value else ""
-        self.header.value = (f"<b>KV {escape(t.kv.bucket)}</b> watch <code>{escape(t.key)}</code> · {t.id} · {state} · "
-                             f"{t.count:,} changes · {t.kept:,} kept · {t.rate:,.0f}/s{initial}{paused}")
+        self.header.value = (f"<b>KV {escape(t.kv.bucket)}</b> watch <code>{escape(t.key)}</code> · {t.id} · "
+                             f"{state} · {t.count:,} changes · {t.kept:,} kept · {t.rate:,.0f}/s{initial}{paused}")
         self.chart.value = sparkline([r for _, r in _rate_points(t)][-60:])
         if self.pause.value:
             return
