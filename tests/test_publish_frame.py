@@ -98,7 +98,7 @@ def test_codec_and_schema_apply(connected, uid):
         assert t.count == 0                                   # checked before anything was sent
     finally:
         schema.rm(pattern)
-        loop.run(nbnats.current().js.delete_key_value(schema.BUCKET), 5, "dropping the schema bucket")
+        loop.run(nbnats.current().nc.jetstream().delete_key_value(schema.BUCKET), 5, "dropping the schema bucket")
 
 
 def test_progress_bar(connected, uid, monkeypatch):

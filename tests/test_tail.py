@@ -89,7 +89,7 @@ def test_stream_tail_reads_through_jetstream_with_seq(connected, uid):
     stream = f"S{uid}"
 
     async def add():
-        await connected.js.add_stream(name=stream, subjects=[f"{uid}.>"])
+        await connected.nc.jetstream().add_stream(name=stream, subjects=[f"{uid}.>"])
 
     loop.run(add(), 10, "adding a stream")
     nbnats.publish(f"{uid}.old", "before", js=True)        # not shown: the tail starts from now
@@ -190,7 +190,7 @@ def test_filtered_stream_tail_reports_no_false_gaps(connected, uid):
     stream = f"F{uid}"
 
     async def add():
-        await connected.js.add_stream(name=stream, subjects=[f"{uid}.>"])
+        await connected.nc.jetstream().add_stream(name=stream, subjects=[f"{uid}.>"])
 
     loop.run(add(), 10, "adding a stream")
     t = nbnats.tail(f"{uid}.eu", stream=stream)      # reads one subject of the stream

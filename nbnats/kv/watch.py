@@ -13,7 +13,8 @@ import pandas as pd
 from nbnats.data import validate
 from nbnats.engine.ordered import OrderedConsumer
 from nbnats.errors import Timeout, ValidationError
-from nbnats.kv.bucket import KV, kv_frame, operation
+from nbnats.kv.bucket import KV
+from nbnats.kv.frame import kv_frame, operation
 from nbnats.runtime import loop
 from nbnats.runtime.connection import Connection
 from nbnats.tail import Tail, _tails
@@ -82,7 +83,7 @@ class KVWatch(Tail):
     def widget(self):
         """The live table: each key's newest value (or every change), pause, filter, stop."""
         if self._widget is None:
-            from nbnats.widgets.kv_editor import KVWatchView
+            from nbnats.widgets.kv_watch import KVWatchView
             self._widget = KVWatchView(self)
         return self._widget
 

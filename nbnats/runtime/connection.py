@@ -64,11 +64,6 @@ class Connection:
         self.disconnected_at: float | None = None
 
     @property
-    def js(self):
-        """Deprecated: nats-py's JetStream context; JetStream goes through nbnats.engine (kept until callers move)."""
-        return self.nc.jetstream()
-
-    @property
     def max_payload(self) -> int:
         """The server's max_payload in bytes."""
         return self.nc.max_payload
