@@ -9,7 +9,7 @@ import plotly.graph_objects as go
 import pytest
 
 import nbnats
-from nbnats.schema import registry
+from nbnats.schema import inference
 from nbnats import measure, plot, schema
 from nbnats.runtime import loop
 from nbnats.errors import NatsError, NoResponders, NotFound
@@ -136,7 +136,7 @@ def test_stream_fill(connected, uid):
         assert fig.data[1].y[-1] == df["bytes"].iloc[-1] > 0
 
         replay = getattr(nbnats, "replay", None)      # nbnats.replay once exported; the same frame
-        frame = replay(stream) if callable(replay) else registry._stream_frame(stream)
+        frame = replay(stream) if callable(replay) else inference._stream_frame(stream)
         from_frame = plot.stream_fill(frame, max_bytes=10_000)
         assert list(from_frame.data[0].y) == list(range(1, 9))
         assert from_frame.data[1].y[-1] == frame["size"].sum()

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 import nbnats
-from nbnats.schema import registry
+from nbnats.schema import inference
 from nbnats.data import codecs
 from nbnats.runtime import loop
 from nbnats import progress, schema
@@ -62,7 +62,7 @@ def test_subject_column_and_replayed_frame(connected, uid):
         for subj, body in originals:
             nbnats.publish(subj, body, js=True)
         replay = getattr(nbnats, "replay", None)      # nbnats.replay once exported; the same frame
-        frame = replay(stream) if callable(replay) else registry._stream_frame(stream)
+        frame = replay(stream) if callable(replay) else inference._stream_frame(stream)
         assert "data.size" in frame.columns                   # a key that collides with a frame column
         frame["subject"] = frame["subject"].str.replace(".src.", ".dst.", regex=False)
         raw = nbnats.tail(f"{uid}.dst.>", codec="raw")

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 import nbnats
-from nbnats.schema import registry
+from nbnats.schema import inference, registry
 from faultkit import wait_until
 from nbnats import schema
 from nbnats.errors import InvalidSubject, NatsError, NotFound, SchemaError
@@ -261,7 +261,7 @@ def test_check_on_a_replayed_frame(connected, uid, patterns):
         patterns.append(f"{uid}.ck.order")
         schema.register(f"{uid}.ck.order", ORDER)
         replay = getattr(nbnats, "replay", None)      # nbnats.replay once exported; the same frame
-        frame = replay(stream) if callable(replay) else registry._stream_frame(stream)
+        frame = replay(stream) if callable(replay) else inference._stream_frame(stream)
         assert len(frame) == 6
         bad = schema.check(frame)
         assert bad.index.tolist() == [1, 2, 3]
@@ -270,7 +270,7 @@ def test_check_on_a_replayed_frame(connected, uid, patterns):
         assert bad["pattern"].unique().tolist() == [f"{uid}.ck.order"]
         assert bad["seq"].tolist() == [2, 3, 4]                   # the rows keep their columns
         assert "'two' is not of type 'integer'" in bad.loc[1, "error"]
-        last_two = registry._stream_frame(stream, limit=2)              # what --stream reads
+        last_two = inference._stream_frame(stream, limit=2)              # what --stream reads
         assert last_two["seq"].tolist() == [5, 6] and last_two["subject"].tolist()[-1] == f"{uid}.ck.note"
 
         by_stream = schema.check(stream=stream)
