@@ -74,6 +74,8 @@ def decode(payloads: Sequence[bytes], sizes: np.ndarray):
         _leaves(col, (name,), leaves)
     columns = {}
     for path, col in leaves.items():
+        if col.null_count == len(col):   # missing in every row: no column (as per row)
+            continue
         if not _well_formed(col):        # Arrow loses nulls that open a list: its offsets show it
             bad |= col.is_valid().to_numpy(zero_copy_only=False)
             columns[path] = np.full(len(col), None, dtype=object)

@@ -18,7 +18,8 @@ when asked for. The rules (docs/API.md, "DataFrames"):
   unique; ``df.attrs["nbnats.paths"]`` records each renamed or dotted key's
   path, and :func:`payloads_of` reads it back.
 - **Values** round-trip exactly or are refused with a reason. ``null``, an
-  absent key and an empty object are all a missing cell. Integers stay
+  absent key and an empty object are all a missing cell; a key missing in
+  every row has no column. Integers stay
   integers: int64 (``Int64`` where a row lacks them), uint64/``UInt64`` past
   2**63; floats are float64, and so are ints mixed with floats when every one
   is exact as a float. Strings are pandas' string type. A key whose values
@@ -200,8 +201,8 @@ class _Parts:
         for rows, part, typed in pieces:
             if not typed:
                 values[rows] = part
-        if all(typed for _, _, typed in pieces) and not any(v is not None for v in values):
-            return None
+        if not any(v is not None for v in values):
+            return None                     # missing in every row: no column
         return flatten.column(values)
 
 
