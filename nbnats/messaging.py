@@ -54,7 +54,7 @@ def _timeout(value: Any) -> float:
 
 def _not_connected(conn: Connection) -> NotConnected:
     return NotConnected(f"the connection to {conn.url} is down (the client is reconnecting)",
-                        "wait for the server to come back, or %nats connect to another one")
+                        "wait for the server to come back, or nbnats.connect(url) to another one")
 
 
 async def _flush(conn: Connection, timeout: float) -> None:
@@ -126,10 +126,10 @@ def request(subject: str, data: Any = b"", timeout: float = 2.0, headers: dict |
             msg = await conn.nc.request(subject, payload, timeout=timeout, headers=hdrs)
         except nats.errors.NoRespondersError:
             raise NoResponders(f"no service is listening on {subject!r}",
-                               "start a responder (nbnats.serve or %nats reply) or check the subject") from None
+                               "start a responder (nbnats.serve(subject, handler)) or check the subject") from None
         except (nats.errors.TimeoutError, asyncio.TimeoutError):
             raise Timeout(f"no reply on {subject!r} within {timeout:g} s",
-                          "the responder is slow or busy: raise --timeout, or check it is running") from None
+                          "the responder is slow or busy: raise timeout=, or check it is running") from None
         except (nats.errors.ConnectionClosedError, nats.errors.ConnectionReconnectingError):
             raise _not_connected(conn) from None
         return Message(subject, msg.data, msg.headers)   # named by what was asked, not the inbox

@@ -39,7 +39,7 @@ def _ask(verb: str, name: str | None, wait: float, connection: str | None) -> li
             continue
     if name and not out:
         raise NotFound(f"no service named {name!r} answered within {wait:g} s",
-                       "list the running ones with %nats service ls")
+                       "list the running ones with nbnats.services()")
     return out
 
 

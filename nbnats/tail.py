@@ -475,7 +475,7 @@ def get(tail_id: str) -> Tail:
         return _tails[tail_id]
     except KeyError:
         raise NotFound(f"there is no tail {tail_id!r}",
-                       f"list them with %nats tails; known: {sorted(_tails)}") from None
+                       f"list them with nbnats.tails(); known: {sorted(_tails)}") from None
 
 
 def stop_all() -> int:

@@ -323,7 +323,7 @@ def test_next_waits_for_the_first_message(stream, uid):
 
 def test_next_refuses_a_push_consumer(stream, uid):
     js.add_consumer(stream, "pusher", deliver_subject=f"{uid}_deliver")
-    with pytest.raises(JetStreamError, match="push consumer.*— next reads pull consumers"):
+    with pytest.raises(JetStreamError, match="push consumer.*— fetch and consume read pull consumers"):
         js.next(stream, "pusher")
 
 

@@ -141,3 +141,17 @@ def test_service_magics(ip, uid):
         assert stats["endpoint"].tolist() == [f"{uid}.hi".replace(".", "_")]
     finally:
         svc.stop()
+
+
+def test_errors_are_worded_for_python_in_python_and_for_magics_in_magics(ip, uid):
+    """One error, two faces: the Python API advises Python calls, a %nats cell advises %nats verbs."""
+    from nbnats.errors import NotFound
+    with pytest.raises(NotFound) as py:
+        nbnats.stream_info(f"NOPE{uid}")
+    assert "nbnats.streams()" in py.value.fix and "%nats" not in str(py.value)
+    with pytest.raises(NotFound) as magic:
+        ip.run_line_magic("nats", f"stream info NOPE{uid}")
+    assert "%nats stream ls" in magic.value.fix and "nbnats." not in magic.value.fix
+    with pytest.raises(nbnats.JetStreamError) as replicas:
+        ip.run_line_magic("nats", f"stream add R{uid} --subjects {uid}.r --replicas 3")
+    assert "--replicas 1" in replicas.value.fix and "%nats server start --cluster 3" in replicas.value.fix

@@ -166,7 +166,7 @@ async def _via_direct(conn: Connection, plan: _Plan, sink: _Sink, first: int, st
         await ask(first, first_request=True)
         if not await _wait(done, sink, stall, f"replaying {plan.stream!r}"):
             raise Timeout(f"the replay of {plan.stream!r} stalled: nothing arrived for {stall:g} s "
-                          f"after {sink.count:,} messages", "check the server with %nats status and run it again")
+                          f"after {sink.count:,} messages", "check the server with nbnats.status() and run it again")
     finally:
         await _unsubscribe(conn, sub, drops, plan)
     sink.seqs.append(np.array(seq_text, dtype=np.int64))
@@ -244,7 +244,7 @@ async def _via_get(conn: Connection, plan: _Plan, sink: _Sink, first: int, stall
             await ask()
         if not await _wait(done, sink, stall, f"replaying {plan.stream!r}"):
             raise Timeout(f"the replay of {plan.stream!r} stalled: nothing arrived for {stall:g} s "
-                          f"after {sink.count:,} messages", "check the server with %nats status and run it again")
+                          f"after {sink.count:,} messages", "check the server with nbnats.status() and run it again")
     finally:
         await _unsubscribe(conn, sub, drops, plan)
     got.sort(key=lambda g: g[0])

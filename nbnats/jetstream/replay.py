@@ -144,7 +144,7 @@ async def _read(conn: Connection, plan: _Plan, sink: _Sink, stall: float) -> Non
     if state["messages"] == 0:
         raise NotFound(f"stream {plan.stream!r} is empty, so there is nothing to replay",
                        "publish to it first (nbnats.publish(subject, data, js=True)), "
-                       "or check the name with %nats stream ls")
+                       "or check the name with nbnats.streams()")
     plan.stop = min(state["last_seq"], plan.end_seq or state["last_seq"])
     first = max(plan.start_seq or 1, state["first_seq"])
     if first > plan.stop:
@@ -187,7 +187,7 @@ async def _via_consumer(conn: Connection, plan: _Plan, sink: _Sink, first: int, 
         failures = failures + 1 if sink.count == before else 1
         if failures >= 3:
             raise Timeout(f"the replay of {plan.stream!r} stalled: nothing arrived for {stall:g} s "
-                          f"after {sink.count:,} messages", "check the server with %nats status and run it again")
+                          f"after {sink.count:,} messages", "check the server with nbnats.status() and run it again")
         if sink.last_seq:
             start, since = sink.last_seq + 1, None
 

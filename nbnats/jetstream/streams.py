@@ -165,7 +165,7 @@ async def _check_overlap(conn: Connection, name: str, subjects: list[str]) -> No
         if others:
             raise JetStreamError(f"subject {s!r} is already stored by stream {others[0]!r}",
                                  f"a subject belongs to one stream: pick another, or add it to {others[0]!r} "
-                                 f"with %nats stream edit {others[0]} --subjects …")
+                                 f"with nbnats.edit_stream({others[0]!r}, ...)")
 
 
 def add_stream(name: str, subjects: str | list[str] | None = None, *, max_msgs: int | None = None,
@@ -187,7 +187,7 @@ def add_stream(name: str, subjects: str | list[str] | None = None, *, max_msgs: 
     validate.name(name, "stream")
     if subjects is None and not (config.get("mirror") or config.get("sources")):
         raise ValidationError(f"stream {name!r} needs subjects to store",
-                              f"pass them, e.g. %nats stream add {name} --subjects 'orders.>'")
+                              f"pass them, e.g. nbnats.add_stream({name!r}, subjects='orders.>')")
     config.setdefault("allow_direct", True)
     cfg = _config(name, subjects, dict(config, max_msgs=max_msgs, max_bytes=max_bytes, max_age=max_age,
                                        storage=storage, replicas=replicas, retention=retention,
@@ -294,7 +294,7 @@ def get_message(stream: str, seq: int | None = None, last_for: str | None = None
     validate.name(stream, "stream")
     if (seq is None) == (last_for is None):
         raise ValidationError("say which message: a sequence or last_for=SUBJECT (one of them)",
-                              f"e.g. %nats stream get {stream} 1, or --last-for orders.new")
+                              f"e.g. nbnats.get_message({stream!r}, 1), or last_for='orders.new'")
     if seq is not None and (not isinstance(seq, int) or isinstance(seq, bool) or seq < 1):
         raise ValidationError(f"sequence {seq!r} is not a positive whole number", "stream sequences start at 1")
     if last_for is not None:
@@ -312,9 +312,9 @@ def get_message(stream: str, seq: int | None = None, last_for: str | None = None
             held = f"it holds seq {st['first_seq']}–{st['last_seq']}" if st["messages"] else "it is empty"
             if seq is not None:
                 raise NotFound(f"stream {stream!r} has no message at seq {seq} ({held})",
-                               "pick a sequence from %nats stream info, or replay the stream") from None
+                               "pick a sequence from nbnats.stream_info(), or replay the stream") from None
             raise NotFound(f"stream {stream!r} has no message on {last_for!r}",
-                           "check the subject, or list what is there with %nats replay") from None
+                           "check the subject, or list what is there with nbnats.replay()") from None
         return stored_message(stream, resp)
 
     return _run(get(), f"reading from stream {stream!r}")

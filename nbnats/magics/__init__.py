@@ -9,7 +9,9 @@ from __future__ import annotations
 from IPython.core.magic import Magics, line_cell_magic, magics_class
 
 from nbnats.magics import core, server  # noqa: F401  (registers the core and server verbs)
+from nbnats.errors import NatsError
 from nbnats.magics.registry import VERBS, Context, HelpShown, MagicUsageError, help_text, parse
+from nbnats.magics.wording import as_magic
 
 for _module in ("jetstream", "kv", "objects", "schema"):
     try:
@@ -38,7 +40,13 @@ class NatsMagics(Magics):
         if cell is not None and not v.cell:
             raise MagicUsageError(f"%%nats {' '.join(v.path)} takes no cell body",
                                   "use the one-line %nats form")
-        return v.run(args, Context(shell=self.shell, cell=cell))
+        try:
+            return v.run(args, Context(shell=self.shell, cell=cell))
+        except NatsError as exc:
+            worded = as_magic(exc)
+            if worded is exc:
+                raise
+            raise worded from None
 
 
 def load(ip) -> None:

@@ -174,7 +174,7 @@ def _read_context(name: str | None) -> dict[str, Any]:
         selected = base / "context.txt"
         if not selected.exists():
             raise ConnectError("no natscli context is selected",
-                               "name one with --context NAME, or run `nats context select`")
+                               "name one with nbnats.connect(context=NAME), or run `nats context select`")
         name = selected.read_text().strip()
     path = base / "context" / f"{name}.json"
     try:
@@ -259,12 +259,12 @@ def _connect_error(url: str, exc: BaseException) -> NatsError:
     if isinstance(exc, ssl.SSLError) or "CERTIFICATE" in text.upper() or "SSL" in text:
         host = re.sub(r"^\w+://", "", shown).split(",")[0]
         return ConnectError(f"TLS verification failed for {host} ({text})",
-                            "pass the server's CA with --tls-ca FILE, or connect by the name on its certificate")
+                            "pass the server's CA with tls_ca=FILE, or connect by the name on its certificate")
     if isinstance(exc, (asyncio.TimeoutError, TimeoutError)):
         return ConnectError(f"no NATS server answered at {shown} in time",
-                            "check the URL, or start one with %nats server start")
+                            "check the URL, or start one with nbnats.start_server()")
     return ConnectError(f"could not connect to {shown} ({text})",
-                        "check the URL, or start a local server with %nats server start")
+                        "check the URL, or start a local server with nbnats.start_server()")
 
 
 def connect(url: str | None = None, *, name: str = DEFAULT, context: str | None = None,

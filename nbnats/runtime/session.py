@@ -97,7 +97,7 @@ def stop_server(timeout: float = 10.0) -> None:
     global _server
     srv, _server = _server, None
     if srv is None:
-        raise NotFound("no server was started with %nats server start", "start one first")
+        raise NotFound("no server was started with nbnats.start_server()", "start one first")
     for name, conn in connection.connections().items():
         if conn.server is srv or any(u in conn.url for u in srv.urls):
             connection.close(name)
@@ -113,7 +113,7 @@ def server_info() -> dict[str, Any]:
     srv = _server if _server is not None else connection._embedded
     if srv is None or not srv.running:
         raise NotFound("no bundled server is running in this session",
-                       "start one with %nats server start")
+                       "start one with nbnats.start_server()")
     return srv.info()
 
 
@@ -127,7 +127,7 @@ def stop(item_id: str) -> None:
             if svc.id == item_id:
                 svc.stop()
                 return
-        raise NotFound(f"there is no responder {item_id!r}", "list them with %nats tails")
+        raise NotFound(f"there is no responder {item_id!r}", "list them with nbnats.tails()")
     if not item_id.startswith("t"):
         raise NatsError(f"{item_id!r} is not a tail or responder id", "ids look like t1 or s1")
     tail.get(item_id).stop()
