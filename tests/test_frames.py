@@ -64,3 +64,26 @@ def test_custom_decoder_errors_become_decode_error():
         return {"n": len(p)}
     df = frames.build(["s", "s"], [0, 1], [b"ok", b"bad"], decode=decode)
     assert df.loc[0, "n"] == 2 and df.loc[1, "decode_error"] == "not msgpack"
+
+
+def test_codec_groups_and_json_rows_share_one_naming_rule():
+    import msgpack
+    from nbnats.data import codecs
+    codecs.use("mp.>", "msgpack")
+    try:
+        df = frames.build(["mp.a", "js.b"], [0, 1], [msgpack.packb({"a.b": 1}), b'{"a": {"b": 2}}'])
+    finally:
+        codecs.reset()
+    assert df.columns.is_unique
+    assert df.loc[0, "a.b"] == 1 and df.loc[1, "data.a.b"] == 2
+
+
+def test_bulk_and_per_row_paths_give_the_same_frame():
+    payloads = [orjson.dumps({"id": i, "p": {"q": i * 1.5}, "tags": ["a"] * (i % 3)}) for i in range(40)]
+    payloads[7] = b'{"id": 9007199254740993, "p": {"q": NaN}}'
+    bulk = frames.build(["s"] * 40, range(40), payloads)
+    per_row = frames.build(["s"] * 40, range(40), payloads, decode=frames.flatten.json_or_text)
+    assert list(bulk.columns) == list(per_row.columns)
+    assert [str(t) for t in bulk.dtypes] == [str(t) for t in per_row.dtypes]
+    assert frames.payloads_of(bulk) == frames.payloads_of(per_row)
+    assert bulk.loc[7, "decode_error"].startswith("invalid JSON: NaN")
