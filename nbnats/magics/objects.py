@@ -8,7 +8,6 @@
 
 from __future__ import annotations
 
-import functools
 from pathlib import Path
 
 import pandas as pd
@@ -24,28 +23,8 @@ group("obj", "the object store: ls, add, rm, put, get, info, seal")
 BUCKET = arg("bucket", help="the object-store bucket")
 
 
-def _magic_words(run):
-    """Word the Python API's hints as magics (``ob.ls()`` → ``%nats obj ls BUCKET``)."""
-    @functools.wraps(run)
-    def worded(a, ctx):
-        try:
-            return run(a, ctx)
-        except NatsError as exc:
-            bucket = getattr(a, "bucket", None)
-            if not bucket or not exc.fix:
-                raise
-            fix = exc.fix.replace("ob.ls()", f"%nats obj ls {bucket}")
-            if exc.fix.startswith("create it with nbnats.objects("):
-                fix = f"create it with %nats obj add {bucket}; %nats obj ls lists them"
-            if fix == exc.fix:
-                raise
-            raise type(exc)(exc.what, fix) from None
-    return worded
-
-
 @verb("obj ls", "list object stores, or the objects in one", arg("bucket", nargs="?", default=None),
       arg("--deleted", action="store_true", help="include deleted objects"))
-@_magic_words
 def _ls(a, ctx):
     if a.bucket is None:
         return object_stores()
@@ -57,7 +36,6 @@ def _ls(a, ctx):
       arg("--max-bytes", default=None, help="bucket size limit (1000000, 512MB, 1GB)"),
       arg("--replicas", type=int, default=None), arg("--storage", choices=["file", "memory"], default=None),
       arg("--description", default=None))
-@_magic_words
 def _add(a, ctx):
     return objects(a.bucket, create=True, ttl=a.ttl, max_bytes=a.max_bytes, replicas=a.replicas,
                    storage=a.storage, description=a.description)
@@ -65,7 +43,6 @@ def _add(a, ctx):
 
 @verb("obj rm", "delete one object, or (without NAME) the whole bucket", BUCKET,
       arg("name", nargs="?", default=None))
-@_magic_words
 def _rm(a, ctx):
     if a.name is None:
         delete_object_store(a.bucket)
@@ -80,7 +57,6 @@ def _rm(a, ctx):
       arg("--name", default=None, help="the object name (default: the file name)"),
       arg("--description", default=None),
       arg("--progress", action="store_true", help="always show a progress bar"))
-@_magic_words
 def _put(a, ctx):
     data, name = _source(a.path, ctx)
     return objects(a.bucket).put(a.name or name, data, description=a.description,
@@ -106,7 +82,6 @@ def _source(path: str, ctx):
 @verb("obj get", "an object: a DataFrame if it is Parquet, else its bytes; --out writes a file", BUCKET,
       arg("name"), arg("--out", default=None, help="write to this file instead"),
       arg("--progress", action="store_true", help="always show a progress bar"))
-@_magic_words
 def _get(a, ctx):
     store = objects(a.bucket)
     progress = True if a.progress else None
@@ -119,14 +94,12 @@ def _get(a, ctx):
 
 
 @verb("obj seal", "seal a bucket: it can be read, never changed again", BUCKET)
-@_magic_words
 def _seal(a, ctx):
     objects(a.bucket).seal()
     print(f"sealed object store {a.bucket!r}")
 
 
 @verb("obj info", "an object's metadata, or (without NAME) the bucket's", BUCKET, arg("name", nargs="?", default=None))
-@_magic_words
 def _info(a, ctx):
     store = objects(a.bucket)
     return store.info(a.name) if a.name else store

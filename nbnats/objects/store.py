@@ -60,8 +60,8 @@ class ObjectStore:
     def _missing(self, name: str, info: ObjectInfo | None) -> NotFound:
         if info is not None and info.deleted:
             return NotFound(f"object {name!r} was deleted from bucket {self.bucket!r}",
-                            "put it again, or list what is there with ob.ls()")
-        return NotFound(f"object {name!r} is not in bucket {self.bucket!r}", "check the name; ob.ls() lists the objects")
+                            f"put it again, or list what is there with nbnats.objects({self.bucket!r}).ls()")
+        return NotFound(f"object {name!r} is not in bucket {self.bucket!r}", f"check the name; nbnats.objects({self.bucket!r}).ls() lists the objects")
 
     async def _writable(self, conn: Connection) -> dict:
         si = await m.stream_info(conn, self.bucket)
