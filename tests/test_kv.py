@@ -521,3 +521,18 @@ def test_kv_magic_errors_are_one_line(ip, uid):
         assert fragment in str(r.error_in_exec), (line, str(r.error_in_exec))
     assert open_kv(bucket).keys() == []
     ip.run_line_magic("nats", f"kv rm {bucket}")
+
+
+def test_hostile_values_keep_their_rows_in_kv_frames(kv, tmp_path):
+    """Values too deep, with NaN literals or invalid UTF-8: every KV frame still displays and writes Parquet."""
+    kv.put("deep", b"[" * 600 + b"]" * 600)
+    kv.put("nan", b'{"x": NaN}')
+    kv.put("latin1", b'{"name": "caf\xe9"}')
+    kv.put("good", {"x": 1, "key": "shadowed"})
+    for df in (kv.to_frame(), kv.history("deep"), kv.watch(">").wait_caught_up().df):
+        df._repr_html_(), df.to_string(), list(df.itertuples())
+        df.to_parquet(tmp_path / "kv.parquet")
+    df = kv.to_frame().set_index("key")
+    assert df.loc["good", "x"] == 1 and df.loc["good", "value.key"] == "shadowed"   # the one naming rule
+    for key in ("deep", "nan", "latin1"):
+        assert isinstance(df.loc[key, "decode_error"], str) and df.loc[key, "decode_error"], key

@@ -19,10 +19,12 @@ import html
 from collections.abc import Iterable
 from typing import Any
 
+import numpy as np
 import orjson
 import pandas as pd
 
 from nbnats.data import frames
+from nbnats.data.flatten import column, loads as strict_json
 
 KV_OP = "KV-Operation"
 MARKER = "Nats-Marker-Reason"       # nats-server 2.11+ places these for TTL/limit expiries
@@ -39,8 +41,8 @@ def decode_value(raw: bytes | None) -> Any:
         return None
     if raw[:1] in (b"{", b"["):
         try:
-            return orjson.loads(raw)
-        except orjson.JSONDecodeError:
+            return strict_json(raw)      # the frames' rules: no NaN, not too deep, big integers exact
+        except ValueError:
             pass
     try:
         return raw.decode("utf-8")
@@ -85,6 +87,13 @@ def preview(value: Any, n: int = 60) -> str:
     return text if len(text) <= n else text[: n - 1] + "…"
 
 
+def _objects(values: list) -> np.ndarray:
+    out = np.empty(len(values), dtype=object)      # element by element: lists stay cells, not a 2-D array
+    for i, v in enumerate(values):
+        out[i] = v
+    return out
+
+
 def kv_frame(rows: Iterable[tuple]) -> pd.DataFrame:
     """The KV frame from (key, revision, time_ns, data, headers) rows.
 
@@ -96,8 +105,9 @@ def kv_frame(rows: Iterable[tuple]) -> pd.DataFrame:
     payloads = [bytes(r[3] or b"") for r in rows]
     base = pd.DataFrame({
         "key": pd.Series([r[0] for r in rows], dtype=object),
-        "value": pd.Series([decode_value(p) if op == "PUT" else None for p, op in zip(payloads, ops)],
-                           dtype=object),
+        # one value column whatever the values: mixed types become a json column, so it writes Parquet
+        "value": pd.Series(column(_objects([decode_value(p) if op == "PUT" else None
+                                            for p, op in zip(payloads, ops)]))),
         "revision": pd.array([r[1] for r in rows], dtype="Int64"),
         "created": pd.to_datetime(pd.Series([r[2] or 0 for r in rows], dtype="int64"), unit="ns", utc=True),
         "operation": pd.Series(ops, dtype=object),
@@ -105,13 +115,12 @@ def kv_frame(rows: Iterable[tuple]) -> pd.DataFrame:
     puts = [i for i, op in enumerate(ops) if op == "PUT" and payloads[i][:1] in (b"{", b"[")]
     if not puts:
         return base
-    body = frames.decode_payloads([payloads[i] for i in puts]).drop(columns=["data"], errors="ignore")
+    body = frames.decode_payloads([payloads[i] for i in puts], reserved=COLUMNS, prefix="value.")
+    body = body.drop(columns=["data"], errors="ignore")       # the raw text is already in "value"
     if not len(body.columns):
         return base
     body.index = puts
-    body = body.reindex(range(len(rows)))
-    body.columns = [f"value.{c}" if c in COLUMNS else c for c in body.columns]
-    return pd.concat([base, body], axis=1)
+    return pd.concat([base, body.reindex(range(len(rows)))], axis=1)
 
 
 class Entry:
