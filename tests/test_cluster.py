@@ -219,14 +219,6 @@ def test_quorum_loss_is_said_as_no_leader(cluster, conn, uid):
         for node in stopped:
             node.stop()
 
-        def leaderless() -> bool:      # the survivor takes a few seconds to notice it lost its peers
-            try:
-                nbnats.stream_info(stream, connection=f"{uid}s")
-            except nbnats.NatsError:
-                return True
-            return False
-
-        noticed = wait_until(leaderless, 30, "the survivor noticing it lost quorum")
         said = {}
         calls = {
             "publish": lambda: nbnats.publish(f"{uid}.x", {"i": 1}, js=True, timeout=3, connection=f"{uid}s"),
@@ -241,7 +233,7 @@ def test_quorum_loss_is_said_as_no_leader(cluster, conn, uid):
                 said[name] = str(err)
             else:
                 said[name] = "(it worked)"
-        print(f"\n[quorum loss] noticed after {noticed:.1f} s: {said}")
+        print(f"\n[quorum loss] {said}")
         for name in ("publish", "kv.put"):          # writes need a quorum: they must fail, and say why
             assert said[name] != "(it worked)", (name, said[name])
         for name, text in said.items():             # a read a stale leader still answers is fine; a failure
