@@ -8,7 +8,7 @@ import pytest
 MODULES = ["nbnats.data.validate", "nbnats.data.frames", "nbnats.data.payload", "nbnats.runtime.loop", "nbnats.errors",
            "nbnats.magics.registry", "nbnats.magics.core", "nbnats.magics.wording", "nbnats.tail", "nbnats.progress",
            "nbnats.widgets.tail_view", "nbnats.data.units", "nbnats.data.packed", "nbnats.data.ring", "nbnats.engine.acks", "nbnats.engine.errors",
-           "nbnats.engine.pull"]
+           "nbnats.engine.pull", "nbnats.engine.bulk"]
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -15,7 +15,7 @@ import pytest
 
 import nbnats
 from nbnats.engine import api as engine_api
-from nbnats.jetstream import readers
+from nbnats.engine import bulk as engine_bulk
 from nbnats.runtime import connection, loop
 from nbnats.errors import InvalidName, InvalidSubject, NatsError, NotFound, ValidationError
 from nbnats.jetstream.replay import ReplayWarning, replay
@@ -207,8 +207,8 @@ def test_older_server_paths(cleanup, uid, monkeypatch):
 
 
 def test_many_messages_through_several_pulls(cleanup, uid, monkeypatch):
-    monkeypatch.setattr(rp, "PULL", 300)
-    monkeypatch.setattr(rp, "CHUNK", 128)
+    monkeypatch.setattr(engine_bulk, "PULL", 300)
+    monkeypatch.setattr(engine_bulk, "CHUNK", 128)
     s = make(uid)
     cleanup.append(s)
     bulk(lambda i: f"{uid}.{i % 5}", 5000, payload=lambda i: {"i": i, "text": "x" * (i % 50)})
@@ -221,7 +221,7 @@ def test_many_messages_through_several_pulls(cleanup, uid, monkeypatch):
 
 
 def test_large_messages_stay_within_the_byte_budget(cleanup, uid, monkeypatch):
-    monkeypatch.setattr(rp, "PULL_BYTES", 1 << 20)
+    monkeypatch.setattr(engine_bulk, "PULL_BYTES", 1 << 20)
     s = make(uid)
     cleanup.append(s)
     for i in range(24):
@@ -293,7 +293,7 @@ def test_packed_payloads_read_like_a_list():
     assert p.sizes.tolist() == [8, 0, 9] and list(p.select(np.array([True, False, True]))) == [b'{"a": 1}', b"two\nlines"]
     df = nbnats.data.frames.build(["s"] * 3, [0, 1, 2], p)          # the frame builder reads it as payloads
     assert df["a"].tolist()[0] == 1 and df["data"].tolist()[1:] == ["", "two\nlines"]
-    assert readers._rfc_ns("2026-01-01T00:00:00.000000007Z", {}) == 1767225600000000007
+    assert engine_bulk._rfc_ns("2026-01-01T00:00:00.000000007Z", {}) == 1767225600000000007
 
 
 def test_replay_magic(ip, cleanup, uid):
@@ -314,12 +314,12 @@ def test_a_client_side_drop_is_an_error_not_a_hole(cleanup, uid, monkeypatch):
     cleanup.append(s)
     bulk(lambda i: f"{uid}.x", 3000)
     wait_stored(s, 3000)
-    real = rp._subscribe
+    real = engine_bulk._subscribe
 
     async def tiny(conn, inbox, cb, limit, done):      # a pending limit far below what is in flight
         return await real(conn, inbox, cb, 5, done)
 
-    monkeypatch.setattr(rp, "_subscribe", tiny)
+    monkeypatch.setattr(engine_bulk, "_subscribe", tiny)
     with pytest.raises(nbnats.JetStreamError, match="fell behind and the client dropped .* — run it again"):
         replay(s)
     monkeypatch.undo()

@@ -1,7 +1,18 @@
-"""The replay's readers that create no consumer (direct gets, message gets), and what every reader shares.
+"""Bulk reads of a stream, straight off the wire: the engine's read path for replays.
 
-WorkQueue and Interest streams are read only by these, so a replay never takes a
-message away from anyone. See :mod:`nbnats.jetstream.replay`.
+Three readers fill one columnar :class:`Sink` by a :class:`Plan` fixed before the
+first message (the stream's last sequence at the start):
+
+* :func:`read_by_consumer` (limits streams): ephemeral in-memory pull consumers with
+  AckPolicy none, fed by pipelined ``CONSUMER.MSG.NEXT`` requests (two in flight,
+  each bounded in messages and bytes), read by a plain callback; sequences and
+  times come from the reply subjects in bulk (:func:`nbnats.engine.acks.parse_many`).
+* :func:`read_direct` (WorkQueue/Interest with direct get, server 2.11+): batched
+  ``DIRECT.GET``, no consumer.
+* :func:`read_by_get` (any server): pipelined ``STREAM.MSG.GET``.
+
+WorkQueue and Interest streams are read only by the last two, so a replay never
+takes a message away from anyone. See :mod:`nbnats.jetstream.replay`.
 """
 
 from __future__ import annotations
@@ -18,18 +29,21 @@ import orjson
 from nbnats.data import validate
 from nbnats.data.packed import Packed
 from nbnats.data.units import parse_time, rfc3339
-from nbnats.engine import api
-from nbnats.engine.get import from_msg_get
-from nbnats.errors import JetStreamError, NotFound, Timeout
+from nbnats.engine import acks, api
+from nbnats.engine.get import from_msg_get, get as get_stored
+from nbnats.errors import JetStreamError, NotConnected, NotFound, Timeout
 from nbnats.runtime.connection import Connection
 
+PULL = 16_384           # messages per pull request; at most two are outstanding
+PULL_BYTES = 8 << 20    # and at most this many bytes each
+CHUNK = 8_192           # reply subjects are parsed (and the stop checked) every CHUNK messages
 DIRECT_BATCH = 50_000   # messages per batched direct get
 GET_WINDOW = 256        # STREAM.MSG.GET requests in flight
 _DIRECT_META = {"Nats-Stream", "Nats-Subject", "Nats-Sequence", "Nats-Time-Stamp", "Nats-Num-Pending",
                 "Nats-Last-Sequence", "Nats-UpTo-Sequence"}
 
 
-class _Plan:
+class Plan:
     """What to read, fixed before the first message: the stream's state at the start."""
 
     def __init__(self, stream: str, filters: list[str], start_seq: int | None, since: int | None,
@@ -43,7 +57,7 @@ class _Plan:
         self.client_filter = False  # subjects filtered here because the server cannot
 
 
-class _Sink:
+class Sink:
     """Raw columns, filled on the loop thread; read by the caller's thread only when done."""
 
     def __init__(self):
@@ -58,7 +72,7 @@ class _Sink:
         self.last_time = 0
 
 
-async def _wait(done: asyncio.Event, sink: _Sink, stall: float, what: str) -> bool:
+async def _wait(done: asyncio.Event, sink: Sink, stall: float, what: str) -> bool:
     """Wait for ``done``; False when nothing arrived for ``stall`` seconds."""
     while not done.is_set():
         seen = sink.count
@@ -88,7 +102,7 @@ async def _subscribe(conn: Connection, inbox: str, cb, limit: int, done: asyncio
     return sub, drops
 
 
-async def _unsubscribe(conn: Connection, sub, drops: _Drops, plan: _Plan) -> None:
+async def _unsubscribe(conn: Connection, sub, drops: _Drops, plan: Plan) -> None:
     conn.unwatch_slow(sub)
     try:
         await sub.unsubscribe()
@@ -115,7 +129,7 @@ def _rfc_ns(text: str, cache: dict) -> int:
     return sec * 1_000_000_000 + (int(frac.ljust(9, "0")[:9]) if frac else 0)
 
 
-async def _via_direct(conn: Connection, plan: _Plan, sink: _Sink, first: int, stall: float) -> None:
+async def read_direct(conn: Connection, plan: Plan, sink: Sink, first: int, stall: float) -> None:
     """Batched direct gets (server 2.11+): no consumer is created."""
     done = asyncio.Event()
     seq_text: list[str] = []
@@ -174,7 +188,7 @@ async def _via_direct(conn: Connection, plan: _Plan, sink: _Sink, first: int, st
     sink.headers[:] = [({k: v for k, v in h.items() if k not in _DIRECT_META} or None) for h in sink.headers]
 
 
-async def _seq_at_time(conn: Connection, plan: _Plan, lo: int, hi: int) -> int:
+async def _seq_at_time(conn: Connection, plan: Plan, lo: int, hi: int) -> int:
     """The first sequence at or after ``plan.since``, by binary search with STREAM.MSG.GET."""
     while lo < hi:
         mid = (lo + hi) // 2
@@ -190,7 +204,7 @@ async def _seq_at_time(conn: Connection, plan: _Plan, lo: int, hi: int) -> int:
     return lo
 
 
-async def _via_get(conn: Connection, plan: _Plan, sink: _Sink, first: int, stall: float) -> None:
+async def read_by_get(conn: Connection, plan: Plan, sink: Sink, first: int, stall: float) -> None:
     """Pipelined STREAM.MSG.GET, one request a sequence: works on every server and stream."""
     if plan.since is not None and plan.start_seq is None:
         first = await _seq_at_time(conn, plan, first, plan.stop + 1)
@@ -254,3 +268,155 @@ async def _via_get(conn: Connection, plan: _Plan, sink: _Sink, first: int, stall
         sink.headers.append(msg.headers)
     sink.seqs.append(np.array([g[0] for g in got], dtype=np.int64))
     sink.times.append(np.array([g[1] for g in got], dtype=np.int64))
+
+
+async def read_by_consumer(conn: Connection, plan: Plan, sink: Sink, first: int, stall: float) -> None:
+    """Read with ephemeral consumers; one that is lost or stalls is replaced from where it stopped."""
+    start, since, failures = first, plan.since, 0
+    while True:
+        before = sink.count
+        outcome = await _consume(conn, plan, sink, start, since, stall)
+        if outcome == "done":
+            return
+        if outcome == "short":
+            # The server said "no messages" before the sequence fixed at the start: on a
+            # large stream that happens mid-read. Ask the stream what really comes next.
+            nxt = await _next_stored(conn, plan, sink.last_seq + 1 if sink.last_seq else start)
+            if nxt is None:
+                return          # the rest was removed meanwhile: the gap report says which
+            start, since, failures = nxt, None, 0
+            continue
+        failures = failures + 1 if sink.count == before else 1
+        if failures >= 3:
+            raise Timeout(f"the replay of {plan.stream!r} stalled: nothing arrived for {stall:g} s "
+                          f"after {sink.count:,} messages", "check the server with nbnats.status() and run it again")
+        if sink.last_seq:
+            start, since = sink.last_seq + 1, None
+
+
+async def _next_stored(conn: Connection, plan: Plan, seq: int) -> int | None:
+    """The first stored sequence at or after ``seq`` (matching the filter) up to the plan's stop; None if none."""
+    if seq > plan.stop:
+        return None
+    try:
+        row = await get_stored(conn, plan.stream, seq=seq,
+                               next_for=plan.filters[0] if len(plan.filters) == 1 else ">")
+    except NotFound:
+        return None
+    return row.seq if row.seq <= plan.stop else None
+
+
+async def _consume(conn: Connection, plan: Plan, sink: Sink, start: int, since: int | None,
+                   stall: float) -> str:
+    """One ephemeral consumer from ``start``: "done" (read to the plan's end), "short" (the server
+    said it had no more, before the end) or "stalled" (nothing arrived for ``stall`` seconds)."""
+    name = f"nbnats_replay_{conn.nc.new_inbox().rsplit('.', 1)[-1]}"
+    cfg: dict[str, Any] = {"name": name, "ack_policy": "none", "replay_policy": "instant", "mem_storage": True,
+                           "num_replicas": 1, "inactive_threshold": int(max(stall, 30) * 1e9)}
+    if since is not None and start <= plan.info["state"]["first_seq"]:
+        cfg.update(deliver_policy="by_start_time", opt_start_time=rfc3339(since))
+    else:
+        cfg.update(deliver_policy="by_start_sequence", opt_start_seq=start)
+    if len(plan.filters) == 1:
+        cfg["filter_subject"] = plan.filters[0]
+    elif plan.filters and not plan.client_filter:
+        cfg["filter_subjects"] = plan.filters
+    info = await api.request(conn, f"CONSUMER.CREATE.{plan.stream}.{name}",
+                                   {"stream_name": plan.stream, "config": cfg}, what=f"creating the replay consumer on {plan.stream!r}", stream=plan.stream)
+    remaining = info.get("num_pending", 0)
+    if plan.limit is not None:
+        remaining = min(remaining, plan.limit - sink.count)
+    if sink.total is None:
+        sink.total = remaining
+    goal = sink.count + remaining
+    done = asyncio.Event()
+    replies: list[str] = []
+    add_subject, add_header, add_reply = sink.subjects.append, sink.headers.append, replies.append
+    packed = sink.payloads
+    (extend, separate, add_size), intern = packed.appenders(), sys.intern
+    nc = conn.nc
+    inbox = nc.new_inbox()
+    next_subject = f"$JS.API.CONSUMER.MSG.NEXT.{plan.stream}.{name}"
+    asked = [sink.count]
+    failure: list[str] = []
+    short: list[str] = []
+    # bytes a request may bring: two in flight stay well under the server's 64 MiB per-client buffer
+    max_bytes = max(PULL_BYTES, conn.max_payload + 65_536)
+
+    async def ask() -> None:
+        n = min(PULL, goal - asked[0])
+        if n > 0:
+            asked[0] += n
+            await nc.publish(next_subject, b'{"batch":%d,"max_bytes":%d,"no_wait":true}' % (n, max_bytes),
+                             reply=inbox)
+
+    def settle() -> None:
+        """Parse the pending reply subjects; stop at the plan's last sequence or time."""
+        if not replies:
+            return
+        meta = acks.parse_many(replies)
+        seqs, times = meta["seq"], meta["time_ns"]
+        replies.clear()
+        sink.seqs.append(seqs)
+        sink.times.append(times)
+        sink.last_seq, sink.last_time = int(seqs[-1]), int(times[-1])
+        if sink.last_seq >= plan.stop or (plan.until is not None and sink.last_time > plan.until):
+            done.set()
+
+    async def on_msg(msg) -> None:
+        if msg.reply:
+            data = msg.data
+            add_subject(intern(msg.subject))
+            extend(data)
+            separate(10)
+            add_size(len(data))
+            add_header(msg.headers)
+            add_reply(msg.reply)
+            sink.count += 1
+            if len(replies) >= CHUNK:
+                settle()
+                if asked[0] - sink.count < PULL:
+                    await ask()
+            if sink.count >= goal:
+                done.set()
+            return
+        status = (msg.headers or {}).get("Status")
+        text = (msg.headers or {}).get("Description", "")
+        if status in ("404", "408"):
+            short.append(status)    # "no messages" now: not necessarily the end (see _via_consumer)
+            done.set()
+        elif status == "409" and "MaxBytes" in text:
+            # the request ended at its byte budget: ask again for what it did not bring
+            asked[0] -= int(msg.headers.get("Nats-Pending-Messages", 0) or 0)
+            await ask()
+        elif status == "409" and "Batch Completed" in text:
+            pass            # a request done in full (sent when max_bytes is set)
+        elif status == "409":
+            failure.append(text or "conflict")
+            done.set()
+
+    sub, drops = await _subscribe(conn, inbox, on_msg, 4 * PULL, done)
+    try:
+        if remaining > 0:
+            await ask()
+            await ask()
+            finished = await _wait(done, sink, stall, f"replaying {plan.stream!r}")
+        else:
+            finished = True
+        settle()
+        if not finished or failure:
+            return "stalled"
+        complete = sink.last_seq >= plan.stop or sink.count >= goal or (
+            plan.until is not None and sink.last_time > plan.until)
+        return "short" if short and not complete else "done"
+    finally:
+        try:
+            await _unsubscribe(conn, sub, drops, plan)
+        finally:
+            try:
+                await api.request(conn, f"CONSUMER.DELETE.{plan.stream}.{name}", None, what="removing the replay consumer")
+            except (JetStreamError, NotFound, Timeout, NotConnected):
+                pass     # it removes itself after inactive_threshold anyway
+
+
+# -- the frame, built once in the caller's thread ------------------------------------
