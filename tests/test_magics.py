@@ -155,3 +155,12 @@ def test_errors_are_worded_for_python_in_python_and_for_magics_in_magics(ip, uid
     with pytest.raises(nbnats.JetStreamError) as replicas:
         ip.run_line_magic("nats", f"stream add R{uid} --subjects {uid}.r --replicas 3")
     assert "--replicas 1" in replicas.value.fix and "%nats server start --cluster 3" in replicas.value.fix
+
+
+def test_a_bad_key_is_refused_before_the_bucket_is_looked_up(ip, uid):
+    from nbnats.errors import InvalidKey
+    for line in (f"kv put nobucket{uid} user:123 1", f"kv get nobucket{uid} user:123", f"kv del nobucket{uid} a..b"):
+        with pytest.raises(InvalidKey):
+            ip.run_line_magic("nats", line)
+    with pytest.raises(nbnats.NotFound):                   # a good key on a missing bucket: the bucket is named
+        ip.run_line_magic("nats", f"kv get nobucket{uid} user.123")

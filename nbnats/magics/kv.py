@@ -10,6 +10,7 @@ from __future__ import annotations
 import pandas as pd
 from IPython.display import display
 
+from nbnats.data import validate
 from nbnats.errors import NatsError
 from nbnats.kv import buckets, delete_bucket, kv as open_kv
 
@@ -19,6 +20,14 @@ from nbnats.magics.registry import arg, group, verb
 group("kv", "key-value buckets: ls, add, rm, put, get, del, purge, history, watch, edit, dump")
 
 BUCKET = arg("bucket", help="the bucket name")
+def _open(a, wildcards: bool = False):
+    """The verb's bucket, opened only after its key arguments passed the server's rules (bad input first)."""
+    for value in (getattr(a, "key", None), getattr(a, "pattern", None)):
+        if value is not None:
+            validate.key(value, pattern=wildcards or value is getattr(a, "pattern", None))
+    return open_kv(a.bucket)
+
+
 KEY = arg("key", help="the key, e.g. user.123 (letters, digits, - / _ = and . as separator)")
 
 
@@ -36,7 +45,7 @@ def _value(a, ctx):
 def _ls(a, ctx):
     if a.bucket is None:
         return buckets()
-    return pd.DataFrame({"key": open_kv(a.bucket).keys(a.pattern)})
+    return pd.DataFrame({"key": _open(a).keys(a.pattern)})
 
 
 @verb("kv add", "create a KV bucket (or open it if it exists with these settings)", BUCKET,
@@ -55,7 +64,7 @@ def _add(a, ctx):
 
 @verb("kv info", "a bucket's settings and size", BUCKET)
 def _info(a, ctx):
-    return open_kv(a.bucket)
+    return _open(a)
 
 
 @verb("kv rm", "remove a KV bucket and everything in it", BUCKET)
@@ -69,47 +78,47 @@ def _rm(a, ctx):
       arg("--ttl", type=duration, default=None, help="expire this revision after this long (server 2.11+)"),
       cell=True)
 def _put(a, ctx):
-    return open_kv(a.bucket).put(a.key, _value(a, ctx), ttl=a.ttl)
+    return _open(a).put(a.key, _value(a, ctx), ttl=a.ttl)
 
 
 @verb("kv create", "store a value only if the key does not exist", BUCKET, KEY,
       arg("value", nargs="?", default=None), cell=True)
 def _create(a, ctx):
-    return open_kv(a.bucket).create(a.key, _value(a, ctx))
+    return _open(a).create(a.key, _value(a, ctx))
 
 
 @verb("kv update", "compare-and-set: store VALUE only if KEY is still at REVISION", BUCKET, KEY,
       arg("value"), arg("revision", type=int))
 def _update(a, ctx):
-    return open_kv(a.bucket).update(a.key, body_from(a.value), last=a.revision)
+    return _open(a).update(a.key, body_from(a.value), last=a.revision)
 
 
 @verb("kv get", "a key's value, revision and time", BUCKET, KEY,
       arg("--revision", type=int, default=None, help="an earlier revision of the key"))
 def _get(a, ctx):
-    return open_kv(a.bucket).get(a.key, revision=a.revision)
+    return _open(a).get(a.key, revision=a.revision)
 
 
 @verb("kv del", "delete a key (its history stays until purged)", BUCKET, KEY)
 def _del(a, ctx):
-    rev = open_kv(a.bucket).delete(a.key)
+    rev = _open(a).delete(a.key)
     print(f"deleted {a.key!r} (delete marker at revision {rev})")
 
 
 @verb("kv purge", "remove a key and all its revisions", BUCKET, KEY)
 def _purge(a, ctx):
-    rev = open_kv(a.bucket).purge(a.key)
+    rev = _open(a).purge(a.key)
     print(f"purged {a.key!r} (purge marker at revision {rev})")
 
 
 @verb("kv revert", "make an earlier revision of a key current again", BUCKET, KEY, arg("revision", type=int))
 def _revert(a, ctx):
-    return open_kv(a.bucket).revert(a.key, a.revision)
+    return _open(a).revert(a.key, a.revision)
 
 
 @verb("kv history", "every kept revision of a key, as a DataFrame", BUCKET, KEY)
 def _history(a, ctx):
-    return open_kv(a.bucket).history(a.key)
+    return _open(a).history(a.key)
 
 
 @verb("kv watch", "a live table of a bucket's changes (kept in the returned watch's .df)", BUCKET,
@@ -119,7 +128,7 @@ def _history(a, ctx):
       arg("--limit", type=int, default=10_000, help="changes kept (older ones are dropped)"),
       arg("--no-widget", action="store_true", help="do not show the live table"))
 def _watch(a, ctx):
-    w = open_kv(a.bucket).watch(a.key, updates_only=a.updates_only, history=a.history, limit=a.limit)
+    w = _open(a, wildcards=True).watch(a.key, updates_only=a.updates_only, history=a.history, limit=a.limit)
     if not a.no_widget:
         display(w.widget)
     return w
@@ -128,11 +137,11 @@ def _watch(a, ctx):
 @verb("kv edit", "an editor: keys and values, edit in place, add, delete, history, revert; live",
       BUCKET, arg("--page-size", type=int, default=50, help="keys per page"))
 def _edit(a, ctx):
-    return open_kv(a.bucket).editor(page_size=a.page_size)
+    return _open(a).editor(page_size=a.page_size)
 
 
 @verb("kv dump", "the bucket as a DataFrame: key, value, revision, created, operation", BUCKET,
       arg("pattern", nargs="?", default=">", help="only keys matching this, e.g. 'user.*'"),
       arg("--deleted", action="store_true", help="keep deleted keys (their delete markers)"))
 def _dump(a, ctx):
-    return open_kv(a.bucket).to_frame(a.pattern, deleted=a.deleted)
+    return _open(a).to_frame(a.pattern, deleted=a.deleted)
