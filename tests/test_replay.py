@@ -337,3 +337,43 @@ def test_time_range_after_the_last_message_is_empty_on_every_reader(cleanup, uid
         start = time.monotonic()
         df = replay(s, since=later, timeout=3)
         assert df.empty and time.monotonic() - start < 2.5, (retention, direct)
+
+
+def test_a_no_messages_answer_mid_read_is_not_the_end(cleanup, uid, monkeypatch):
+    """A 404 "no messages" before the sequence fixed at the start (seen on ~10M-message streams) is not the
+    end: the replay asks the stream what really comes next and reads on. Sequences it reports missing are
+    really absent (a direct get proves each one)."""
+    s = make(uid)
+    cleanup.append(s)
+    bulk(lambda i: f"{uid}.x", 3000)
+    wait_stored(s, 3000)
+    for seq in (1200, 1201, 2500):                      # three really absent sequences
+        conn = connection.current()
+        loop.run(engine_api.request(conn, f"STREAM.MSG.DELETE.{s}", {"seq": seq, "no_erase": True},
+                                    what="deleting a message"), 5, "deleting a message")
+    real, cuts = engine_bulk._consume, []
+
+    async def cut_short(conn, plan, sink, start, since, stall):
+        # the server's "no messages" after a third of what is left: what the 10M-message reads saw
+        if len(cuts) < 3:
+            stop, plan.stop = plan.stop, min(plan.stop, start + 700)
+            try:
+                await real(conn, plan, sink, start, since, stall)
+            finally:
+                plan.stop = stop
+            cuts.append(sink.last_seq)
+            return "short"
+        return await real(conn, plan, sink, start, since, stall)
+
+    monkeypatch.setattr(engine_bulk, "_consume", cut_short)
+    monkeypatch.setattr(engine_bulk, "PULL", 200)        # small pulls and chunks: the cut lands mid-read
+    monkeypatch.setattr(engine_bulk, "CHUNK", 50)
+    with pytest.warns(nbnats.ReplayWarning, match="3 message"):
+        df = replay(s, progress=False)
+    assert len(cuts) == 3 and len(df) == 2997
+    assert df["seq"].tolist() == [q for q in range(1, 3001) if q not in (1200, 1201, 2500)]
+    missing = [q for g in df.attrs["gaps"] for q in range(g["from_seq"], g["to_seq"] + 1)]
+    assert missing == [1200, 1201, 2500]
+    for seq in missing:
+        with pytest.raises(nbnats.NotFound):
+            nbnats.get_message(s, seq)
