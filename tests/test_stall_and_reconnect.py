@@ -10,6 +10,7 @@ import os
 import signal
 import time
 
+import pandas as pd
 import pytest
 
 import nbnats
@@ -173,3 +174,27 @@ def test_every_subscription_kind_is_live_after_the_server_kicks_the_client(priva
                any(not p.gaps.empty for p in pieces.values()), 5, "the client noticing the kick")
     wait_until(lambda: conn.connected, 10, "the client reconnecting")
     all_receive(uid, kv, pieces, 2)
+
+
+@pytest.mark.timeout(60)
+def test_a_server_side_cut_is_a_loss_of_unknown_size_never_an_exact_looking_number(private, uid):
+    """The server cutting a core tail's connection loses what was published meanwhile: nobody can count
+    it, so the tail says "≥ N, plus 1 outage" (t.loss, the widget), and a stream tail says it lost nothing."""
+    srv, conn = private
+    if server.version_of(srv) < (2, 11, 0):
+        pytest.skip("KICK needs nats-server 2.11+")
+    nbnats.add_stream(f"S{uid}", f"{uid}.>", connection=uid)
+    core = nbnats.tail(f"{uid}.>", connection=uid)
+    stream = nbnats.tail(f"{uid}.>", stream=f"S{uid}", connection=uid)
+    nbnats.publish(f"{uid}.a", {"i": 0}, js=True, connection=uid)
+    wait_until(lambda: core.count == 1 and stream.count == 1, 5, "both tails receiving")
+    assert core.loss == "none" and stream.loss == "none"
+    assert sysaccount.kick(srv, client_name="nbnats") >= 1
+    wait_until(lambda: len(core.gaps) == 1 and core.gaps["end"].notna().all(), 10, "the outage, over")
+    nbnats.publish(f"{uid}.a", {"i": 1}, js=True, connection=uid)
+    wait_until(lambda: core.count == 2 and stream.count == 2, 10, "both tails receiving again")
+    assert core.outages == 1 and core.loss == "≥ 0, plus 1 outage"
+    assert pd.isna(core.gaps["missed"].iloc[0]) and "unknown" in core.gaps["detail"].iloc[0]
+    assert "plus 1 outage" in core.widget.header.value and "plus 1 outage" in repr(core)
+    assert stream.outages == 0 and stream.loss == "none"
+    assert (stream.gaps["missed"] == 0).all()          # an outage, and nothing lost
