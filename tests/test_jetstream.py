@@ -415,3 +415,19 @@ def test_magic_errors_are_one_line(ip, uid):
         assert isinstance(result.error_in_exec, NatsError), line
         assert text in str(result.error_in_exec), (line, str(result.error_in_exec))
         assert "Traceback" not in shown
+
+
+def test_durations_are_the_same_everywhere_nanoseconds_included(connected, uid):
+    """One parser: text, seconds, timedeltas and the server's own nanoseconds (the seed's 7*24*60*60*1e9)."""
+    import datetime as dt
+    name = f"U{uid}"
+    try:
+        info = nbnats.add_stream(name, f"{uid}.>", max_age=7 * 24 * 60 * 60 * 1e9, dupe_window=dt.timedelta(minutes=2))
+        assert info["config"]["max_age"] == 604_800 * 10**9 and info["config"]["duplicate_window"] == 120 * 10**9
+        c = nbnats.add_consumer(name, "b", durable=True, ack_wait="5s", backoff=["1s", "5s"], max_deliver=3)
+        assert c["config"]["backoff"] == [10**9, 5 * 10**9]          # (the server then takes ack_wait from it)
+        assert nbnats.fetch(name, "b", timeout="200ms").df.empty
+        with pytest.raises(ValidationError, match="is not a duration"):
+            nbnats.add_stream(name, f"{uid}.>", max_age="a week")
+    finally:
+        nbnats.delete_stream(name)

@@ -21,21 +21,30 @@ from nbnats.errors import ValidationError
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ns|us|ms|s|m|h|d|w|y)")
 _UNITS = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
+NANOS_FROM = 10**12     # a bare number this large is nanoseconds (the server's unit): 10**12 s would be 31,000 years
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgtp]?)(i?b?)\s*$", re.I)
 
 
 def seconds(value: Any, what: str) -> float | None:
     """Seconds from a number, a timedelta or text like ``7d``, ``1h30m``, ``500ms``.
 
-    >>> seconds("1h30m", "max age"), seconds(90, "x"), seconds(None, "x")
-    (5400.0, 90.0, None)
+    A bare number is seconds, unless it is 10**12 or more: then it is the server's
+    nanoseconds (what ``stream_info`` itself returns, e.g. ``7 * 24 * 60 * 60 * 1e9``).
+
+    >>> seconds("1h30m", "max age"), seconds(90, "x"), seconds(None, "x"), seconds(7 * 24 * 60 * 60 * 1e9, "x")
+    (5400.0, 90.0, None, 604800.0)
     """
     if value is None:
         return None
-    if isinstance(value, dt.timedelta):
+    if isinstance(value, (dt.timedelta, pd.Timedelta)):
         return value.total_seconds()
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0:
-        return float(value)
+    if hasattr(value, "dtype") and getattr(value, "shape", None) == ():      # numpy scalars
+        value = value.item()
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if value != value or value in (float("inf"), float("-inf")) or value < 0:
+            raise ValidationError(f"{what} {value!r} is not a duration",
+                                  "pass a number of seconds >= 0, or text like 90s, 30m, 1h, 7d")
+        return value / 1e9 if value >= NANOS_FROM else float(value)
     text = str(value).strip().lower().replace(" ", "")
     if text and _DURATION.sub("", text) == "":
         return sum(float(n) * _UNITS[u] for n, u in _DURATION.findall(text))

@@ -65,6 +65,24 @@ def consumers(stream: str, connection: str | None = None) -> ConsumerList:
     return ConsumerList(df.sort_values("name", ignore_index=True))
 
 
+_DURATIONS = {"idle_heartbeat", "max_expires", "inactive_threshold", "priority_timeout"}
+
+
+def _server_units(key: str, value: Any) -> Any:
+    """A setting passed by its server name, in the server's units (durations as nanoseconds).
+
+    >>> _server_units("backoff", ["1s", "5s"]), _server_units("max_ack_pending", 10)
+    ([1000000000, 5000000000], 10)
+    """
+    if key == "backoff":
+        if isinstance(value, (str, int, float)):
+            value = [value]
+        return [nanos(v, "backoff") for v in value]
+    if key in _DURATIONS:
+        return nanos(value, key)
+    return value
+
+
 def add_consumer(stream: str, name: str | None = None, filter: str | list[str] | None = None,
                  ack: str = "explicit", deliver: str = "all", durable: bool = False,
                  start_seq: int | None = None, start_time: Any = None, ack_wait: Any = None,
@@ -121,7 +139,7 @@ def add_consumer(stream: str, name: str | None = None, filter: str | list[str] |
             close = difflib.get_close_matches(key, sorted(_CONSUMER_FIELDS), n=1)
             raise ValidationError(f"{key!r} is not a consumer setting",
                                   f"did you mean {close[0]!r}?" if close else "see help(nbnats.add_consumer)")
-        cfg[key] = value
+        cfg[key] = _server_units(key, value)
     if config.get("deliver_subject"):
         validate.subject(config["deliver_subject"], publish=True, what="deliver subject")
     conn = current(connection)
