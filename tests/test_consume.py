@@ -177,7 +177,7 @@ def test_async_handler_runs_on_the_loop(stream, uid):
 
 def test_max_deliver_lists_the_message_in_failed(stream, uid):
     publish(uid, 2)
-    nbnats.add_consumer(stream, "poison", durable=True, max_deliver=2, backoff=[100_000_000])
+    nbnats.add_consumer(stream, "poison", durable=True, max_deliver=2, backoff=["100ms"])
 
     def handle(msg):
         if msg.json()["i"] == 1:
