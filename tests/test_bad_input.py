@@ -226,6 +226,27 @@ def test_payload_exactly_at_max_payload_is_sent(small, uid):
     assert t.wait(2, timeout=5).df["size"].tolist() == [MAX, MAX]
 
 
+def test_headers_count_for_every_kind_of_write(small, uid):
+    """A payload that fits only without its headers — the caller's, Nats-Msg-Id, the KV compare-and-set
+    and operation headers — is refused before sending, and the session's subscriptions stay live."""
+    srv, conn, watch = small
+    t = nbnats.tail(f"{uid}.>")
+    kv = nbnats.kv("known")
+    rev = kv.put(f"k{uid}", "v")
+    fits = "x" * (MAX - 8)                           # fits with no headers, not with any of these
+    cases = {
+        "own headers": lambda: nbnats.publish(f"{uid}.a", fits, headers={"Trace-Id": "t" * 20}),
+        "msg id": lambda: nbnats.publish(f"{uid}.a", fits, msg_id="m" * 20),
+        "kv compare-and-set": lambda: kv.update(f"k{uid}", fits, last=rev),
+        "kv create": lambda: kv.create(f"n{uid}", fits),
+    }
+    for name, call in cases.items():
+        with pytest.raises(nbnats.PayloadTooLarge, match="headers count too"):
+            call()
+    nbnats.publish(f"{uid}.b", "still connected")
+    assert t.wait(1, timeout=5).df["data"].tolist() == ["still connected"] and conn.connected
+
+
 # -- the property: whatever the validator accepts, the server takes and gives back -------------------
 CHARS = list("ab9_-$*>.") + ["é", "ü", " ", "\t", "\x00", "\x0b", "\x0c", "\x85", "\u2028"]
 subjects = st.lists(st.text(alphabet=st.sampled_from(CHARS), max_size=4), min_size=1, max_size=4).map(".".join)

@@ -133,6 +133,8 @@ class KV:
         """
         if ttl is not None:
             headers = {**(headers or {}), TTL_HEADER: str(int(ttl))}
+        # the server counts the KV headers (compare-and-set, operation, TTL) against max_payload too
+        validate.payload_size(len(data), self.conn.max_payload, f"{self.bucket}/{key}", headers or None)
         try:
             ack = await publish(self.conn, self.prefix + key, data, headers=headers or None, timeout=WAIT,
                                 stream=self.stream)
