@@ -19,7 +19,7 @@ from nbnats.measure import ping
 from nbnats.runtime.connection import close, connect, connections, current, status, use
 from nbnats.errors import (CodecError, Conflict, ConnectError, KeyDeleted, InvalidHeader, InvalidKey, InvalidName, InvalidSubject,
                      JetStreamError, LoopThreadError, NatsError, NoResponders, NotConnected, NotFound,
-                     PayloadTooLarge, SchemaError, ServerError, Timeout, ValidationError)
+                     PayloadTooLarge, SchemaError, ServerError, ServiceError, Timeout, ValidationError)
 from nbnats.jetstream.consumers import add_consumer, consumer_info, consumers, delete_consumer
 from nbnats.jetstream.display import ConsumerInfo, StreamInfo, StreamMessage
 from nbnats.jetstream.streams import (add_stream, delete_stream, edit_stream, get_message, purge_stream,
@@ -75,7 +75,7 @@ __all__ = [
     "server_info", "server_url", "write_context", "start_server", "stop", "stop_all", "stop_server", "Tail", "tail", "tails",
     "NatsError", "ValidationError", "InvalidSubject", "InvalidName", "InvalidKey", "InvalidHeader",
     "PayloadTooLarge", "ServerError", "NotConnected", "ConnectError", "Timeout", "NoResponders",
-    "LoopThreadError", "NotFound", "JetStreamError", "SchemaError", "CodecError", "Conflict", "KeyDeleted",
+    "LoopThreadError", "ServiceError", "NotFound", "JetStreamError", "SchemaError", "CodecError", "Conflict", "KeyDeleted",
     "kv", "buckets", "delete_bucket", "KV", "Entry", "KVWatch",
     "objects", "object_stores", "delete_object_store", "ObjectStore", "ObjectInfo",
     "streams", "add_stream", "stream_info", "edit_stream", "delete_stream", "purge_stream", "get_message",

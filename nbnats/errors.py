@@ -74,6 +74,10 @@ class NoResponders(NatsError):
     """A request found nobody subscribed to its subject."""
 
 
+class ServiceError(NatsError):
+    """A responder answered that its handler failed (a ``Nats-Service-Error`` header)."""
+
+
 class LoopThreadError(NatsError, RuntimeError):
     """A blocking call was made from nbnats's own event-loop thread."""
 

@@ -11,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import inspect
 import itertools
+import logging
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -22,7 +24,7 @@ from nbnats.data import frames, units, validate
 from nbnats.data import payload as payload_mod
 from nbnats.data.payload import Message, encode
 from nbnats.engine import publish as engine_publish
-from nbnats.errors import NatsError, NoResponders, NotConnected, Timeout
+from nbnats.errors import NatsError, NoResponders, NotConnected, ServiceError, Timeout
 from nbnats.runtime import connection, loop
 from nbnats.runtime.connection import Connection, current
 from nbnats.schema import hooks as schema_hooks
@@ -132,6 +134,12 @@ def request(subject: str, data: Any = b"", timeout: float = 2.0, headers: dict |
                           "the responder is slow or busy: raise timeout=, or check it is running") from None
         except (nats.errors.ConnectionClosedError, nats.errors.ConnectionReconnectingError):
             raise _not_connected(conn) from None
+        failed = (msg.headers or {}).get("Nats-Service-Error")
+        if failed:                       # a responder (nbnats, nats.go micro, …) says its handler failed
+            code = (msg.headers or {}).get("Nats-Service-Error-Code")
+            raise ServiceError(f"the responder on {subject!r} failed: {failed}" + (f" (code {code})" if code else ""),
+                               "fix the handler (its notebook shows the error; svc.last_errors lists the recent "
+                               "ones), then send the request again")
         return Message(subject, msg.data, msg.headers)   # named by what was asked, not the inbox
 
     return loop.run(ask(), timeout + 2, f"the request to {subject!r}")
@@ -166,14 +174,18 @@ async def gather(conn: Connection, subject: str, data: bytes = b"", wait: float 
 
 
 _service_ids = itertools.count(1)
+ERRORS_KEPT = 20          # recent handler failures a responder keeps
+log = logging.getLogger("nbnats")
 
 
 class Service:
     """A responder started by :func:`serve`; ``stop()`` ends it.
 
     ``handled`` counts requests answered, ``errors`` the handler's failures
-    (each answered with a ``Nats-Service-Error`` header), ``last_error`` the
-    latest one.
+    (each answered with a ``Nats-Service-Error`` header, which the requester's
+    :func:`request` raises as :class:`~nbnats.errors.ServiceError`), ``last_error``
+    the latest one, ``last_errors`` the recent ones; the first failure of each
+    kind is logged once.
     """
 
     def __init__(self, conn: Connection, subject: str, handler: Callable, queue: str | None):
@@ -185,6 +197,8 @@ class Service:
         self.handled = 0
         self.errors = 0
         self.last_error: str | None = None
+        self.last_errors: deque = deque(maxlen=ERRORS_KEPT)   # (time, subject, error), newest last
+        self._warned: set[str] = set()
         self.started = time.time()
         self._sub = None
         self._is_async = inspect.iscoroutinefunction(handler)
@@ -210,6 +224,13 @@ class Service:
         except Exception as exc:
             self.errors += 1
             self.last_error = f"{type(exc).__name__}: {exc}"
+            self.last_errors.append((time.time(), msg.subject, self.last_error))
+            kind = type(exc).__name__
+            if kind not in self._warned:          # shown once per kind of failure, counted always
+                self._warned.add(kind)
+                log.warning("nbnats: responder %s on %r failed: %s — the requester was told; "
+                            "svc.errors counts the failures, svc.last_errors lists them", self.id, self.subject,
+                            self.last_error)
             body, headers = b"", {"Nats-Service-Error": self.last_error[:200].replace("\n", " "),
                                   "Nats-Service-Error-Code": "500"}
         if msg.reply:

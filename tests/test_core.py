@@ -60,9 +60,25 @@ def test_handler_errors_answer_with_a_service_error(connected, uid):
         raise ValueError("bad input")
 
     svc = nbnats.serve(uid, boom)
-    reply = nbnats.request(uid, "x")
-    assert reply.headers["Nats-Service-Error"] == "ValueError: bad input"
-    assert svc.errors == 1 and "bad input" in svc.last_error
+    with pytest.raises(nbnats.ServiceError, match=f"the responder on '{uid}' failed: ValueError: bad input"):
+        nbnats.request(uid, "x")
+    assert svc.errors == 1 and "bad input" in svc.last_error and svc.last_errors[-1][2] == "ValueError: bad input"
+
+
+def test_a_failing_responder_is_told_to_the_requester_and_shown_once(connected, uid, caplog):
+    """The seed's pattern: a handler returning a frame's row (Timestamps, NA) encodes as JSON; one that fails
+    is a ServiceError for the requester and one log line in the responder's notebook, however often."""
+    import pandas as pd
+    users = pd.DataFrame({"id": [1], "seen": [pd.Timestamp("2026-01-01", tz="UTC")], "score": [pd.NA]})
+    svc = nbnats.serve(f"{uid}.get", lambda m: users.iloc[0] if m.json()["id"] == 1 else users.loc[99])
+    assert nbnats.request(f"{uid}.get", {"id": 1}).json() == {"id": 1, "seen": "2026-01-01T00:00:00+00:00",
+                                                                "score": None}
+    with caplog.at_level("WARNING", logger="nbnats"):
+        for _ in range(3):
+            with pytest.raises(nbnats.ServiceError, match="failed: KeyError"):
+                nbnats.request(f"{uid}.get", {"id": 2})
+    assert svc.errors == 3 and len(svc.last_errors) == 3
+    assert sum("failed: KeyError" in r.getMessage() for r in caplog.records) == 1
 
 
 def test_no_responders_is_immediate_and_distinct(connected, uid):

@@ -36,6 +36,8 @@ def encode(data: Any, subject: str | None = None) -> bytes:
     >>> import pandas as pd
     >>> encode({"at": pd.Timestamp("2024-05-01 12:00", tz="UTC"), "n": pd.NA})
     b'{"at":"2024-05-01T12:00:00+00:00","n":null}'
+    >>> encode(pd.DataFrame({"id": [7], "name": ["ada"]}).iloc[0])      # a row is an object
+    b'{"id":7,"name":"ada"}'
     >>> encode({"score": float("nan")})
     Traceback (most recent call last):
     ...
@@ -96,6 +98,8 @@ def _json_default(value: Any) -> Any:
         return None
     if isinstance(value, (pd.Timestamp, pd.Timedelta)):
         return value.isoformat()
+    if isinstance(value, pd.Series):                             # a frame's row: an object of its columns
+        return value.to_dict()
     if hasattr(value, "tolist") and hasattr(value, "dtype"):     # a numpy value orjson left alone
         return value.tolist()
     if isinstance(value, (set, frozenset, tuple)):
