@@ -28,7 +28,7 @@ from nbnats.engine import api
 from nbnats.engine.ordered import OrderedConsumer
 from nbnats.runtime import connection, loop
 from nbnats.runtime.connection import Connection, current
-from nbnats.errors import NatsError, NotFound, Timeout
+from nbnats.errors import NotFound, Timeout, ValidationError
 
 log = logging.getLogger("nbnats")
 
@@ -49,12 +49,11 @@ class Tail:
     outages and sequence gaps seen; ``rate`` messages per second; ``stop()``.
     """
 
-    def __init__(self, conn: Connection, subject: str, queue: str | None, limit: int,
+    def __init__(self, conn: Connection, subject: str | list[str], queue: str | None, limit: int,
                  count: int | None, stream: str | None, codec: Any = None,
                  pending_limit: int = 512 * 1024):
         self.id = f"t{next(_ids)}"
         self.conn = conn
-        self.subject = subject
         self.queue = queue
         self.limit = limit
         self.max_count = count
@@ -77,7 +76,9 @@ class Tail:
         self._last_seq: int | None = None
         self._gaps_checked = False       # set for a stream tail that reads every subject of its stream
         self._samples: deque = deque(maxlen=SAMPLES_KEPT)
-        self._sub = None
+        self.subjects: list[str] = [subject] if isinstance(subject, str) else list(subject)
+        self.subject = ", ".join(self.subjects)
+        self._subs: list = []            # a core tail's subscriptions, one a subject
         self._sampler: asyncio.TimerHandle | None = None
         self._last_warning = -WARN_EVERY
         self._warned_drops = 0
@@ -159,12 +160,12 @@ class Tail:
             loop.get_loop().create_task(self._unsubscribe())
 
     async def _unsubscribe(self) -> None:
-        sub, reader, self._sub, self._reader = self._sub, self._reader, None, None
+        subs, reader, self._subs, self._reader = self._subs, self._reader, [], None
         if self._sampler is not None:
             self._sampler.cancel()
         if reader is not None:
             await reader.stop()
-        if sub is not None:
+        for sub in subs:
             self.conn.unwatch_slow(sub)
             try:
                 await sub.unsubscribe()
@@ -196,7 +197,7 @@ class Tail:
 
     def _closed(self) -> None:
         """The connection closed (called on the loop thread)."""
-        self._sub = self._reader = None
+        self._subs, self._reader = [], None
         self.stopped_at = self.stopped_at or time.time()
         if self._sampler is not None:
             self._sampler.cancel()
@@ -206,7 +207,7 @@ class Tail:
     @property
     def running(self) -> bool:
         """True while the tail is subscribed."""
-        return self._sub is not None or self._reader is not None
+        return bool(self._subs) or self._reader is not None
 
     @property
     def dropped(self) -> int:
@@ -397,8 +398,10 @@ class Tail:
 
 
 async def _subscribe_core(t: Tail) -> None:
-    t._sub = await t.conn.nc.subscribe(t.subject, queue=t.queue or "", cb=t._on_msg,
-                                       pending_msgs_limit=t.pending_limit)
+    for subject in t.subjects:
+        t._subs.append(await t.conn.nc.subscribe(subject, queue=t.queue or "", cb=t._on_msg,
+                                                 pending_msgs_limit=t.pending_limit))
+        t.conn.watch_slow(t._subs[-1], t)
     await connection.ping(t.conn, 5, f"subscribing to {t.subject!r}", flush=True)
 
 
@@ -406,8 +409,8 @@ async def _subscribe_stream(t: Tail) -> None:
     info = await api.request(t.conn, f"STREAM.INFO.{t.stream}", what=f"reading stream {t.stream!r}", stream=t.stream)
     # Stream sequences count every subject of the stream: a jump means a lost message
     # only when this tail reads all of them.
-    t._gaps_checked = list(info["config"].get("subjects") or []) == [t.subject]
-    reader = OrderedConsumer(t.conn, t.stream, [t.subject], t._on_js_msg, deliver="new",
+    t._gaps_checked = sorted(info["config"].get("subjects") or []) == sorted(t.subjects)
+    reader = OrderedConsumer(t.conn, t.stream, t.subjects, t._on_js_msg, deliver="new",
                              on_event=t._on_reader_event, pending_msgs_limit=t.pending_limit)
     t._reader = reader                 # before the first message can arrive
     try:
@@ -417,10 +420,10 @@ async def _subscribe_stream(t: Tail) -> None:
         raise
 
 
-def tail(subject: str, queue: str | None = None, limit: int = 10_000, count: int | None = None,
+def tail(subject: str | list[str], queue: str | None = None, limit: int = 10_000, count: int | None = None,
          stream: str | None = None, codec: Any = None, pending_limit: int = 512 * 1024,
          connection: str | None = None) -> Tail:
-    """Start a background tail on ``subject`` and return it at once.
+    """Start a background tail on ``subject`` (one, or a list) and return it at once.
 
     ``limit`` bounds the kept rows (older ones are dropped and counted);
     ``count`` stops after that many messages; ``queue`` joins a queue group;
@@ -428,29 +431,36 @@ def tail(subject: str, queue: str | None = None, limit: int = 10_000, count: int
     nothing is lost across reconnects). ``pending_limit`` is the client's
     buffer (messages) before it drops as a slow consumer; drops are counted.
 
+    A list tails every subject of it into one frame (overlapping core subjects
+    deliver a message once per matching subject, as in natscli's ``nats sub a b``).
+
     >>> t = nbnats.tail("orders.>")            # doctest: +SKIP
+    >>> t = nbnats.tail(["orders.>", "payments.>"])   # doctest: +SKIP
     >>> nbnats.publish("orders.new", {"id": 1}) # doctest: +SKIP
     >>> t.wait(1).df["id"].tolist()             # doctest: +SKIP
     [1]
     """
-    validate.subject(subject)
+    subjects = [subject] if isinstance(subject, str) else list(subject) if isinstance(subject, (list, tuple)) else None
+    if not subjects:
+        raise ValidationError(f"tail needs a subject or a list of subjects, not {subject!r}",
+                              "pass e.g. 'orders.>' or ['orders.>', 'payments.>']")
+    for s in subjects:
+        validate.subject(s)
     if queue is not None:
         validate.subject(queue, what="queue group")
     if stream is not None:
         validate.name(stream, "stream")
     if not isinstance(limit, int) or limit < 1:
-        raise NatsError(f"limit must be a positive number of rows, not {limit!r}", "pass e.g. limit=10_000")
+        raise ValidationError(f"limit must be a positive number of rows, not {limit!r}", "pass e.g. limit=10_000")
     if count is not None and count < 1:
-        raise NatsError(f"count must be positive, not {count!r}", "omit it to tail until stopped")
+        raise ValidationError(f"count must be positive, not {count!r}", "omit it to tail until stopped")
     if codec is not None:
         from nbnats.data import codecs
         codec = codecs.get(codec)
     conn = current(connection)
-    t = Tail(conn, subject, queue, limit, count, stream, codec, pending_limit)
+    t = Tail(conn, subjects, queue, limit, count, stream, codec, pending_limit)
     start = _subscribe_stream(t) if stream else _subscribe_core(t)
-    loop.run(start, 10, f"subscribing to {subject!r}")
-    if t._sub is not None:
-        loop.call_soon(conn.watch_slow, t._sub, t)
+    loop.run(start, 10, f"subscribing to {t.subject!r}")
     conn.listeners.append(t)
     loop.call_soon(t._sample)
     _tails[t.id] = t

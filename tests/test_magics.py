@@ -164,3 +164,18 @@ def test_a_bad_key_is_refused_before_the_bucket_is_looked_up(ip, uid):
             ip.run_line_magic("nats", line)
     with pytest.raises(nbnats.NotFound):                   # a good key on a missing bucket: the bucket is named
         ip.run_line_magic("nats", f"kv get nobucket{uid} user.123")
+
+
+def test_sub_takes_several_subjects(ip, uid):
+    t = ip.run_line_magic("nats", f"sub {uid}.a {uid}.b --no-widget")
+    nbnats.publish(f"{uid}.a", "1")
+    nbnats.publish(f"{uid}.b", "2")
+    assert t.subjects == [f"{uid}.a", f"{uid}.b"] and sorted(t.wait(2, timeout=5).df["data"]) == ["1", "2"]
+
+
+def test_sub_with_count_and_timeout_still_gives_the_tail(ip, uid, capsys):
+    t = ip.run_line_magic("nats", f"sub {uid} --count 2 --timeout 0.3 --no-widget")
+    assert t is not None and t.running and "received 0 of 2" in capsys.readouterr().out
+    nbnats.publish(uid, "1")
+    nbnats.publish(uid, "2")
+    assert t.wait(2, timeout=5).count == 2

@@ -225,3 +225,30 @@ def test_stream_tail_starts_over_on_a_recreated_stream(connected, uid):
         t.stop()
     finally:
         nbnats.delete_stream(stream)
+
+
+def test_a_tail_takes_a_list_of_subjects(connected, uid):
+    from faultkit import wait_until
+    t = nbnats.tail([f"{uid}.orders.>", f"{uid}.payments.>"])
+    assert t.subjects == [f"{uid}.orders.>", f"{uid}.payments.>"] and "payments" in repr(t)
+    for s in ("orders.new", "payments.done", "other.x"):
+        nbnats.publish(f"{uid}.{s}", {"s": s})
+    wait_until(lambda: t.count == 2, 5, "both subjects received")
+    assert sorted(t.df["s"]) == ["orders.new", "payments.done"]
+    t.stop()
+    assert not t.running
+    stream = f"L{uid}"
+    nbnats.add_stream(stream, [f"{uid}.a.>", f"{uid}.b.>", f"{uid}.c.>"])
+    try:
+        st = nbnats.tail([f"{uid}.a.>", f"{uid}.b.>"], stream=stream)
+        for s in ("a.1", "c.1", "b.1"):
+            nbnats.publish(f"{uid}.{s}", {"s": s}, js=True)
+        wait_until(lambda: st.count == 2, 5, "the stream tail's two subjects")
+        assert st.df["s"].tolist() == ["a.1", "b.1"] and st.df["seq"].tolist() == [1, 3]
+        assert st.gaps.empty                      # a filtered stream tail reports no false gap
+        st.stop()
+    finally:
+        nbnats.delete_stream(stream)
+    for bad in ([], "", [f"{uid}.ok", "a..b"], 5):
+        with pytest.raises(nbnats.ValidationError):
+            nbnats.tail(bad)

@@ -14,7 +14,7 @@ from IPython.display import display
 
 import nbnats
 from nbnats.data import units
-from nbnats.errors import NatsError
+from nbnats.errors import NatsError, Timeout
 from nbnats.magics.registry import arg, group, verb
 
 
@@ -123,8 +123,8 @@ def _pub(a, ctx):
     return result
 
 
-@verb("sub", "tail a subject in the background; rows land in t.df",
-      arg("subject"), arg("--queue", default=None, help="join a queue group"),
+@verb("sub", "tail one or more subjects in the background; rows land in t.df",
+      arg("subject", nargs="+", help="one or more subjects (wildcards * and >)"), arg("--queue", default=None, help="join a queue group"),
       arg("--limit", type=int, default=10_000, help="rows kept (older ones are dropped)"),
       arg("--count", type=int, default=None, help="stop after N messages"),
       arg("--timeout", type=duration, default=None, help="with --count: wait up to S seconds for them"),
@@ -132,9 +132,14 @@ def _pub(a, ctx):
       arg("--codec", default=None, help="decode payloads with this codec (msgpack, text, raw, hex, base64 …)"),
       arg("--no-widget", action="store_true", help="do not show the live view"))
 def _sub(a, ctx):
-    t = nbnats.tail(a.subject, queue=a.queue, limit=a.limit, count=a.count, stream=a.stream, codec=a.codec)
+    subject = a.subject[0] if len(a.subject) == 1 else a.subject
+    t = nbnats.tail(subject, queue=a.queue, limit=a.limit, count=a.count, stream=a.stream, codec=a.codec)
     if a.timeout is not None and a.count:
-        t.wait(a.count, timeout=a.timeout)
+        try:
+            t.wait(a.count, timeout=a.timeout)
+        except Timeout:       # the tail is still the cell's value: say so, and that it runs on
+            print(f"nbnats: {t.id} received {t.count} of {a.count} messages within {a.timeout:g} s; it keeps "
+                  f"tailing until it has them — {t.id}.stop() (or %nats stop {t.id}) ends it")
     if not a.no_widget:
         display(t.widget)
     return t
