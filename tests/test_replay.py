@@ -247,7 +247,9 @@ def test_progress_bar_for_a_terminal(cleanup, uid, capsys):
     bulk(lambda i: f"{uid}.x", 2000)
     wait_stored(s, 2000)
     assert len(replay(s, progress=True)) == 2000
-    assert f"replay {s}" in capsys.readouterr().err
+    shown = capsys.readouterr()
+    assert f"replay {s}" in shown.err
+    assert f"replay {s}: 2,000 msg in" in shown.out      # the line a saved notebook keeps (never a bar at 0%)
 
 
 def test_bad_input(cleanup, uid, monkeypatch):
