@@ -77,7 +77,7 @@ def test_infer_from_tail_mixed_and_drifting(connected, uid):
     for i, order in enumerate(_orders(uid)):
         nbnats.publish(f"{uid}.orders.{'created' if i % 2 else 'paid'}", order)
     t.wait(20, timeout=5)
-    s = schema.infer(t)
+    s = schema.infer(t, enums=True, ranges=True)
     assert s["$schema"].endswith("2020-12/schema") and s["type"] == "object"
     props = s["properties"]
     assert props["id"] == {"type": "integer", "minimum": 0, "maximum": 19}
@@ -183,7 +183,7 @@ def test_inferred_schema_registers_and_validates(connected, uid, patterns):
     for order in _orders(uid, 10):
         nbnats.publish(f"{uid}.o.created", order)
     t.wait(10, timeout=5)
-    inferred = schema.infer(t)
+    inferred = schema.infer(t, enums=True)
     patterns.append(inferred.pattern)
     schema.register(inferred.pattern, inferred)
     nbnats.publish(f"{uid}.o.created", _orders(uid, 3)[2])
@@ -307,7 +307,8 @@ def test_schema_magics(ip, uid, patterns):
     for i in range(6):
         nbnats.publish(f"{uid}.mg.a", {"id": i, "kind": "a" if i % 2 else "b"})
     t.wait(6, timeout=5)
-    inferred = ip.run_line_magic("nats", f"schema infer t_{uid}")
+    assert ip.run_line_magic("nats", f"schema infer t_{uid}")["properties"]["kind"] == {"type": "string"}
+    inferred = ip.run_line_magic("nats", f"schema infer t_{uid} --enums")
     assert inferred["properties"]["kind"]["enum"] == ["a", "b"]
     ip.user_ns[f"s_{uid}"] = inferred
     ip.run_line_magic("nats", f"schema set '{pattern}' s_{uid}")
@@ -340,7 +341,7 @@ def test_schema_magic_stream_source(ip, uid):
     try:
         for i in range(4):
             nbnats.publish(f"{uid}.st.x", {"n": i}, js=True)
-        inferred = ip.run_line_magic("nats", f"schema infer --stream {stream}")
+        inferred = ip.run_line_magic("nats", f"schema infer --stream {stream} --ranges")
         assert inferred["properties"]["n"] == {"type": "integer", "minimum": 0, "maximum": 3}
         assert inferred.messages == 4
         ip.user_ns[f"strict_{uid}"] = {"properties": {"n": {"maximum": 1}}}
@@ -376,3 +377,19 @@ def test_values_written_by_hand_into_the_bucket(connected, uid, patterns):
     nbnats.publish(junk, {"a": 1})                                  # the unreadable value is ignored
     with pytest.raises(SchemaError, match=f"the schema registered for '{unusable}' cannot be used"):
         nbnats.publish(unusable, {"a": 1})
+
+
+def test_inferred_schemas_describe_types_and_required_fields_by_default(connected, uid, patterns):
+    """The default never refuses the next valid message for a value or range the sample did not show."""
+    sample = [{"id": i, "status": ["new", "paid"][i % 2], "amount": 10.0 + i} for i in range(40)]
+    s = schema.infer(sample)
+    assert s["properties"]["status"] == {"type": "string"} and "minimum" not in s["properties"]["amount"]
+    assert sorted(s["required"]) == ["amount", "id", "status"]
+    pattern = f"{uid}.d.>"
+    patterns.append(pattern)
+    schema.register(pattern, s)
+    nbnats.publish(f"{uid}.d.x", {"id": 10_000, "status": "refunded", "amount": 0.5})   # new value, new range
+    with pytest.raises(SchemaError) as err:
+        nbnats.publish(f"{uid}.d.x", {"id": 1})
+    said = str(err.value)
+    assert said.count("'amount'") == 1 and said.count("'status'") == 1      # each missing field named, once

@@ -47,10 +47,10 @@ def _read(a, ctx) -> dict:
 
 @verb("schema infer", "infer a JSON Schema (and its drift) from a tail, a DataFrame or a stream",
       _SOURCE, _STREAM, _LIMIT, _SUBJECT,
-      arg("--no-enums", action="store_true", help="do not turn small string sets into enums"),
-      arg("--no-ranges", action="store_true", help="do not record number ranges"))
+      arg("--enums", action="store_true", help="also turn small string sets into enums"),
+      arg("--ranges", action="store_true", help="also record the number ranges seen"))
 def _infer(a, ctx):
-    return _schema.infer(enums=not a.no_enums, ranges=not a.no_ranges, **_read(a, ctx))
+    return _schema.infer(enums=a.enums, ranges=a.ranges, **_read(a, ctx))
 
 
 @verb("schema set", "register a schema for a subject pattern (from a variable or the %%nats cell's JSON)",

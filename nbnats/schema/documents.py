@@ -75,21 +75,20 @@ def _path(parts: Iterable) -> str:
     return out
 
 
-def _explain(error) -> tuple[str, str, str]:
-    """(field, rule, sentence) for one jsonschema error."""
+def _explain(error) -> list[tuple[str, str, str]]:
+    """(field, rule, sentence) for each field one jsonschema error is about (a ``required`` error names
+    every missing field, not only the first)."""
     rule = str(error.validator)
     base = list(error.absolute_path)
     if rule == "required" and isinstance(error.instance, dict):
         missing = [k for k in error.validator_value if k not in error.instance] or list(error.validator_value)
-        field = _path(base + [missing[0]])
-        return field, rule, f"field {field!r} is missing"
+        return [(_path(base + [k]), rule, f"field {_path(base + [k])!r} is missing") for k in missing]
     if rule in ("additionalProperties", "unevaluatedProperties") and isinstance(error.instance, dict):
         allowed = set(error.schema.get("properties", {}))
         extra = [k for k in error.instance if k not in allowed] or ["?"]
-        field = _path(base + [extra[0]])
-        return field, rule, f"field {field!r} is not allowed"
+        return [(_path(base + [k]), rule, f"field {_path(base + [k])!r} is not allowed") for k in extra]
     field = _path(base) or "(payload)"
-    return field, rule, f"field {field!r}: {error.message}"
+    return [(field, rule, f"field {field!r}: {error.message}")]
 
 
 def _violation(entry: _Entry, value: Any) -> list[tuple[str, str, str]]:
@@ -103,7 +102,13 @@ def _violation(entry: _Entry, value: Any) -> list[tuple[str, str, str]]:
         raise SchemaError(f"the schema registered for {entry.pattern!r} cannot be used ({exc})",
                           "register a valid one with nbnats.schema.register") from None
     best = js.exceptions.best_match(errors)
-    return [_explain(best)] + [_explain(e) for e in errors if e is not best]
+    problems, seen = [], set()
+    for e in [best] + [e for e in errors if e is not best]:
+        for field, rule, sentence in _explain(e):
+            if (field, rule) not in seen:          # each failing field named once
+                seen.add((field, rule))
+                problems.append((field, rule, sentence))
+    return problems
 
 
 def _sentence(problems: list[tuple[str, str, str]], shown: int = 3) -> str:

@@ -153,14 +153,15 @@ class _Observed(NamedTuple):
     frame: pd.DataFrame | None       # the rows, for check() to return
 
 
-def infer(source: Any = None, subject: str | None = None, enums: bool = True, ranges: bool = True,
+def infer(source: Any = None, subject: str | None = None, enums: bool = False, ranges: bool = False,
           enum_max: int = ENUM_MAX, stream: str | None = None, limit: int = 1000,
           connection: str | None = None) -> InferredSchema:
     """Infer a JSON Schema from a tail, a message frame, a list of values, or a stream.
 
-    Types, required keys (present in every message), nested objects, enums for
-    small categorical string sets (``enums=False`` to skip) and the observed
-    number ranges (``ranges=False`` to skip). ``subject`` keeps only rows whose
+    Types, required keys (present in every message) and nested objects; on
+    request also enums for small categorical string sets (``enums=True``) and the
+    observed number ranges (``ranges=True``) — off by default, since a sample's
+    values and ranges would refuse the next valid message. ``subject`` keeps only rows whose
     subject matches that pattern; ``stream=NAME`` reads that stream's last
     ``limit`` messages instead of ``source``. The result's ``drift`` lists keys
     that changed type, appeared, disappeared or appear only sometimes.
