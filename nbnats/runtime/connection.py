@@ -127,21 +127,32 @@ async def ping(conn: Connection, timeout: float, what: str, *, flush: bool = Fal
     nc = conn.nc
     if nc.is_closed:
         raise NotConnected(f"the connection to {conn.url} is closed", "connect again with nbnats.connect()")
-    started = asyncio.get_running_loop().time()
-    task = asyncio.ensure_future(nc.flush(PING_PATIENCE) if flush else nc.rtt(PING_PATIENCE))
-    conn._pings.add(task)
-    task.add_done_callback(lambda t: (conn._pings.discard(t), t.cancelled() or t.exception()))
-    try:
-        await asyncio.wait_for(asyncio.shield(task), timeout)
-    except (asyncio.TimeoutError, nats.errors.TimeoutError):
-        if nc.is_reconnecting or not nc.is_connected:
-            raise NotConnected(f"the server at {conn.url} went away while {what}; the client is reconnecting",
-                               "wait for the server to come back, or connect elsewhere with nbnats.connect(url)") from None
-        raise Timeout(f"the server at {conn.url} did not answer {what} within {timeout:g} s",
-                      "it may be stalled or overloaded: try again in a moment") from None
-    except (nats.errors.ConnectionClosedError, nats.errors.ConnectionReconnectingError):
-        raise NotConnected(f"the connection to {conn.url} is down", "wait for it to come back, or connect again") from None
-    return asyncio.get_running_loop().time() - started
+    clock = asyncio.get_running_loop().time
+    started = clock()
+    while True:
+        task = asyncio.ensure_future(nc.flush(PING_PATIENCE) if flush else nc.rtt(PING_PATIENCE))
+        conn._pings.add(task)
+        task.add_done_callback(lambda t: (conn._pings.discard(t), t.cancelled() or t.exception()))
+        try:
+            await asyncio.wait_for(asyncio.shield(task), max(started + timeout - clock(), 0.001))
+            break
+        except asyncio.CancelledError:
+            me = asyncio.current_task()
+            if not task.cancelled() or (me is not None and me.cancelling()):
+                raise                      # we are being cancelled, not just the PING
+            if clock() - started >= timeout:
+                raise Timeout(f"the server at {conn.url} did not answer {what} within {timeout:g} s",
+                              "it reconnected meanwhile: try again") from None
+            # a reconnect dropped this PING's PONG (nats-py forgets them): ask again on the new connection
+        except (asyncio.TimeoutError, nats.errors.TimeoutError):
+            if nc.is_reconnecting or not nc.is_connected:
+                raise NotConnected(f"the server at {conn.url} went away while {what}; the client is reconnecting",
+                                   "wait for the server to come back, or connect elsewhere with nbnats.connect(url)") from None
+            raise Timeout(f"the server at {conn.url} did not answer {what} within {timeout:g} s",
+                          "it may be stalled or overloaded: try again in a moment") from None
+        except (nats.errors.ConnectionClosedError, nats.errors.ConnectionReconnectingError):
+            raise NotConnected(f"the connection to {conn.url} is down", "wait for it to come back, or connect again") from None
+    return clock() - started
 
 
 def _redact(url: str) -> str:
