@@ -366,3 +366,23 @@ def test_all_interfaces_host_gives_a_loopback_url():
     with server.start(host="0.0.0.0", jetstream=False) as srv:
         assert srv.url == f"nats://127.0.0.1:{srv.port}" and tcp_ok(srv.url)
         assert srv.info()["running"]
+
+
+def test_state_changes_are_said_and_a_stopped_server_is_not_retried(capsys):
+    """Starting another server stops the tails of the old connection, saying so; after stopping the session's
+    server the next call connects by the default rules (the embedded server), not to the dead URL."""
+    import nbnats
+    from nbnats.runtime import connection as conn_mod
+    os.environ.pop("NATS_URL", None)
+    try:
+        first = nbnats.start_server()
+        t = nbnats.tail("moving.>")
+        second = nbnats.start_server()
+        assert not t.running and f"{t.id} on 'moving.>' stopped" in capsys.readouterr().out
+        assert not first.running and second.running
+        nbnats.stop_server()
+        back = nbnats.current()                          # no retrying of the stopped server's URL
+        assert back.connected and back.server is conn_mod._embedded and back.server is not second
+    finally:
+        nbnats.stop_all()
+        conn_mod.close_all()

@@ -370,6 +370,15 @@ def current(name: str | None = None, timeout: float = 10.0) -> Connection:
         return _establish(name, _settings.get(name, {}), timeout)
 
 
+def forget(name: str) -> None:
+    """Forget how the connection ``name`` was made, so its next use connects by the default rules again.
+
+    >>> nbnats.runtime.connection.forget("default")   # doctest: +SKIP
+    """
+    with _lock:
+        _settings.pop(name, None)
+
+
 def use(name: str) -> Connection:
     """Make the named connection current.
 

@@ -44,8 +44,18 @@ def start_server(port: int | None = None, jetstream: bool = True, cluster: int =
         stop_server()
     _server = srv
     if connect:
+        moving = _running_on(connection.DEFAULT)      # connect() replaces the default connection
         connection.connect(srv.url)          # finds the generated credentials itself
+        for piece in moving:                 # they cannot follow: say so, and how to start them again
+            print(f"nbnats: {piece.id} on {piece.subject!r} stopped: its connection moved to the new server "
+                  f"at {srv.url} — start it again (nbnats.tail(...) or %nats sub …) to read there")
     return srv
+
+
+def _running_on(name: str) -> list:
+    """The tails and watches running on the connection ``name``."""
+    conn = connection.connections().get(name)
+    return [t for t in tail._tails.values() if t.running and t.conn is conn] if conn is not None else []
 
 
 def server_url(secret: bool = False, connection_name: str | None = None) -> str:
@@ -100,7 +110,12 @@ def stop_server(timeout: float = 10.0) -> None:
         raise NotFound("no server was started with nbnats.start_server()", "start one first")
     for name, conn in connection.connections().items():
         if conn.server is srv or any(u in conn.url for u in srv.urls):
+            stopping = _running_on(name)
             connection.close(name)
+            connection.forget(name)          # the next call connects by the default rules, not to the dead URL
+            for piece in stopping:
+                print(f"nbnats: {piece.id} on {piece.subject!r} stopped with the server it read from — "
+                      "start it again to read from the next one")
     srv.stop(timeout)
 
 
