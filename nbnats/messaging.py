@@ -131,7 +131,7 @@ def request(subject: str, data: Any = b"", timeout: float = 2.0, headers: dict |
                                "start a responder (nbnats.serve(subject, handler)) or check the subject") from None
         except (nats.errors.TimeoutError, asyncio.TimeoutError):
             raise Timeout(f"no reply on {subject!r} within {timeout:g} s",
-                          "the responder is slow or busy: raise timeout=, or check it is running") from None
+                          "the responder is slow or busy: pass a longer timeout=…, or check it is running") from None
         except (nats.errors.ConnectionClosedError, nats.errors.ConnectionReconnectingError):
             raise _not_connected(conn) from None
         failed = (msg.headers or {}).get("Nats-Service-Error")

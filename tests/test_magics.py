@@ -179,3 +179,41 @@ def test_sub_with_count_and_timeout_still_gives_the_tail(ip, uid, capsys):
     nbnats.publish(uid, "1")
     nbnats.publish(uid, "2")
     assert t.wait(2, timeout=5).count == 2
+
+
+def test_natsmagic_settings(ip, uid, capsys):
+    """%config NatsMagic.display_limit / .timeout / .output, as jupysql users expect; listed by %config NatsMagic."""
+    import time as _time
+    import pyarrow as pa
+    ip.run_line_magic("config", "NatsMagic")
+    listed = capsys.readouterr().out
+    assert all(name in listed for name in ("display_limit", "timeout", "output"))
+    stream = f"C{uid}"
+    nbnats.add_stream(stream, f"{uid}.>")
+    try:
+        for i in range(10):
+            nbnats.publish(f"{uid}.x", {"i": i}, js=True)
+        ip.run_line_magic("config", "NatsMagic.display_limit = 3")
+        df = ip.run_line_magic("nats", f"replay {stream} --no-progress")
+        assert len(df) == 10 and "7 more rows" in df._repr_html_() and df["i"].sum() == 45
+        ip.run_line_magic("config", "NatsMagic.output = 'arrow'")
+        table = ip.run_line_magic("nats", f"replay {stream} --no-progress")
+        assert isinstance(table, pa.Table) and table.num_rows == 10
+        ip.run_line_magic("config", "NatsMagic.output = 'polars'")
+        try:
+            import polars  # noqa: F401
+        except ModuleNotFoundError:
+            with pytest.raises(nbnats.ValidationError, match="pip install polars"):
+                ip.run_line_magic("nats", f"replay {stream} --no-progress")
+        else:
+            assert len(ip.run_line_magic("nats", f"replay {stream} --no-progress")) == 10
+        ip.run_line_magic("config", "NatsMagic.output = 'pandas'")
+        nbnats.serve(f"slow{uid}", lambda m: _time.sleep(1) or "late")   # (outside the stream's subjects)
+        ip.run_line_magic("config", "NatsMagic.timeout = 0.3")
+        with pytest.raises(nbnats.Timeout, match="within 0.3 s"):
+            ip.run_line_magic("nats", f"req slow{uid}")
+    finally:
+        ip.run_line_magic("config", "NatsMagic.display_limit = 50")
+        ip.run_line_magic("config", "NatsMagic.output = 'pandas'")
+        ip.run_line_magic("config", "NatsMagic.timeout = None")
+        nbnats.delete_stream(stream)

@@ -7,10 +7,12 @@
 from __future__ import annotations
 
 from IPython.core.magic import Magics, line_cell_magic, magics_class
+from traitlets import Enum, Float, Int
 
 from nbnats.magics import core, server  # noqa: F401  (registers the core and server verbs)
 from nbnats.errors import NatsError
 from nbnats.magics.registry import VERBS, Context, HelpShown, MagicUsageError, help_text, parse
+from nbnats.magics.present import OUTPUTS, present
 from nbnats.magics.wording import as_magic
 
 for _module in ("jetstream", "kv", "objects", "schema"):
@@ -22,8 +24,15 @@ for _module in ("jetstream", "kv", "objects", "schema"):
 
 
 @magics_class
-class NatsMagics(Magics):
-    """``%nats VERB …`` — see ``%nats --help``."""
+class NatsMagic(Magics):
+    """``%nats VERB …`` — see ``%nats --help``. ``%config NatsMagic`` lists its settings."""
+
+    display_limit = Int(50, help="rows a %nats frame shows (the value holds them all); 0 shows every row").tag(
+        config=True)
+    timeout = Float(None, allow_none=True,
+                    help="default seconds a %nats verb waits (each verb's own default when unset)").tag(config=True)
+    output = Enum(OUTPUTS, default_value="pandas",
+                  help="what %nats verbs return frames as: pandas, arrow or polars").tag(config=True)
 
     @line_cell_magic
     def nats(self, line: str, cell: str | None = None):
@@ -41,7 +50,9 @@ class NatsMagics(Magics):
             raise MagicUsageError(f"%%nats {' '.join(v.path)} takes no cell body",
                                   "use the one-line %nats form")
         try:
-            return v.run(args, Context(shell=self.shell, cell=cell))
+            if getattr(args, "timeout", "absent") is None and self.timeout is not None:
+                args.timeout = self.timeout
+            return present(v.run(args, Context(shell=self.shell, cell=cell)), self.display_limit, self.output)
         except NatsError as exc:
             worded = as_magic(exc)
             if worded is exc:
@@ -51,7 +62,9 @@ class NatsMagics(Magics):
 
 def load(ip) -> None:
     """Register the magics (errors show as one line via ``NatsError._render_traceback_``)."""
-    ip.register_magics(NatsMagics)
+    ip.register_magics(NatsMagic)
 
 
-__all__ = ["NatsMagics", "load", "help_text"]
+NatsMagics = NatsMagic          # the name before the settings
+
+__all__ = ["NatsMagic", "NatsMagics", "load", "help_text"]
