@@ -6,7 +6,7 @@ import importlib
 import pytest
 
 MODULES = ["nbnats.data.validate", "nbnats.data.frames", "nbnats.data.payload", "nbnats.runtime.loop", "nbnats.errors",
-           "nbnats.magics.registry", "nbnats.magics.core", "nbnats.magics.wording", "nbnats.magics.present", "nbnats.tail", "nbnats.progress",
+           "nbnats.magics.registry", "nbnats.magics.core", "nbnats.magics.wording", "nbnats.magics.present", "nbnats.magics.complete", "nbnats.tail", "nbnats.progress",
            "nbnats.widgets.tail_view", "nbnats.data.units", "nbnats.data.packed", "nbnats.data.ring", "nbnats.engine.acks", "nbnats.engine.errors",
            "nbnats.engine.pull", "nbnats.engine.bulk"]
 

@@ -217,3 +217,31 @@ def test_natsmagic_settings(ip, uid, capsys):
         ip.run_line_magic("config", "NatsMagic.output = 'pandas'")
         ip.run_line_magic("config", "NatsMagic.timeout = None")
         nbnats.delete_stream(stream)
+
+
+def test_tab_completion_from_the_live_server(ip, uid):
+    """Names after the verbs that take them, through IPython's completer; fast with thousands of names."""
+    import time as _time
+    from faultkit import wait_until
+    from nbnats.magics import complete
+    nbnats.add_stream(f"TAB{uid}A", f"{uid}.a")
+    nbnats.add_stream(f"TAB{uid}B", f"{uid}.b")
+    kv = nbnats.kv(f"tab{uid}", create=True)
+    for i in range(3000):
+        kv.put(f"user.{i}", i)
+    try:
+        line = f"%nats stream info TAB{uid}"
+        wait_until(lambda: ip.complete("", line, len(line))[1] == [f"TAB{uid}A", f"TAB{uid}B"], 10, "stream names")
+        line = f"%nats consumer add TAB{uid}"
+        assert f"TAB{uid}A" in ip.complete("", line, len(line))[1]
+        line = f"%nats kv get tab{uid} user.29"
+        wait_until(lambda: len(complete.complete(line)) == 111, 10, "the bucket's keys")   # user.29, .290-.299, .2900-.2999
+        assert ip.complete("", line, len(line))[1][:2] == ["user.29", "user.290"]
+        start = _time.perf_counter()
+        complete.complete(f"%nats kv get tab{uid} user.")     # 3,000 names, from the cache
+        assert _time.perf_counter() - start < 0.2
+        assert complete.complete(f"%nats pub TAB{uid}") == [] and complete.complete("%nats stream info --") == []
+    finally:
+        nbnats.delete_stream(f"TAB{uid}A")
+        nbnats.delete_stream(f"TAB{uid}B")
+        nbnats.delete_bucket(f"tab{uid}")

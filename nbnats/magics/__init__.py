@@ -9,7 +9,7 @@ from __future__ import annotations
 from IPython.core.magic import Magics, line_cell_magic, magics_class
 from traitlets import Enum, Float, Int
 
-from nbnats.magics import core, server  # noqa: F401  (registers the core and server verbs)
+from nbnats.magics import complete, core, server  # noqa: F401  (core and server register their verbs)
 from nbnats.errors import NatsError
 from nbnats.magics.registry import VERBS, Context, HelpShown, MagicUsageError, help_text, parse
 from nbnats.magics.present import OUTPUTS, present
@@ -63,6 +63,7 @@ class NatsMagic(Magics):
 def load(ip) -> None:
     """Register the magics (errors show as one line via ``NatsError._render_traceback_``)."""
     ip.register_magics(NatsMagic)
+    complete.install(ip)
 
 
 NatsMagics = NatsMagic          # the name before the settings
