@@ -56,6 +56,7 @@ class TailView(w.VBox):
         controls = w.HBox([self.pause, self.clear_button, self.stop_button, self.filter, self.chart])
         super().__init__([self.header, controls, self.rows])
         self._seen = -1
+        self._state = None             # (disconnected, running) at the last render
         self._dirty = True
         self.renders = 0
         self._timer: asyncio.TimerHandle | None = None
@@ -74,7 +75,8 @@ class TailView(w.VBox):
     def _tick(self) -> None:
         """Redraw if anything changed; re-arm while the tail runs (loop thread)."""
         t = self.tail
-        if self._dirty or (t.count != self._seen and not self.pause.value):
+        state = (t.disconnected, t.running)             # a disconnect or a reconnect is news without a message
+        if self._dirty or state != self._state or (t.count != self._seen and not self.pause.value):
             self.render()
         if t.running:
             self._timer = loop.get_loop().call_later(REFRESH, self._tick)
@@ -95,7 +97,7 @@ class TailView(w.VBox):
     def render(self) -> None:
         """Draw the header, the chart and the newest rows from the tail's state."""
         t = self.tail
-        self._seen, self._dirty = t.count, False
+        self._seen, self._dirty, self._state = t.count, False, (t.disconnected, t.running)
         self.renders += 1
         state = state_html(t)
         lost = t.loss
