@@ -245,3 +245,11 @@ def test_tab_completion_from_the_live_server(ip, uid):
         nbnats.delete_stream(f"TAB{uid}A")
         nbnats.delete_stream(f"TAB{uid}B")
         nbnats.delete_bucket(f"tab{uid}")
+
+
+def test_variables_expand_in_lines_and_cell_bodies(ip, uid):
+    ip.user_ns.update(subj=f"{uid}.v", who="ada", n=3)
+    t = nbnats.tail(f"{uid}.v")
+    ip.run_line_magic("nats", "pub {subj} hello-$who")
+    ip.run_cell_magic("nats", "pub {subj} --lines", "one {who}\ntwo $n")
+    assert t.wait(3, timeout=5).df["data"].tolist() == ["hello-ada", "one ada", "two 3"]

@@ -49,6 +49,10 @@ class NatsMagic(Magics):
         if cell is not None and not v.cell:
             raise MagicUsageError(f"%%nats {' '.join(v.path)} takes no cell body",
                                   "use the one-line %nats form")
+        if cell is not None and self.shell is not None:
+            # $name and {expr} in bodies, as IPython does in the line; line by line, since IPython's
+            # expansion drops a newline that follows a {expr}
+            cell = "\n".join(self.shell.var_expand(part) for part in cell.split("\n"))
         try:
             if getattr(args, "timeout", "absent") is None and self.timeout is not None:
                 args.timeout = self.timeout
