@@ -23,6 +23,12 @@ NO_LEADER_FIX = "bring the stopped nodes back, or wait a few seconds for an elec
 
 # err_code → (error class, what is wrong, what to do); {stream}, {consumer}, {what}, {text} are filled in.
 _Row = tuple[type[NatsError], str, str]
+_LEADERLESS: _Row = (JetStreamError, NO_LEADER, NO_LEADER_FIX)
+_OVERLAP: _Row = (JetStreamError, "stream {stream!r} is a WorkQueue: each message goes to one consumer, so consumers "
+                  "may not overlap", "give this consumer a filter no other consumer covers, or remove the other consumer")
+_CONSUMER_EXISTS: _Row = (JetStreamError, "consumer {consumer!r} already exists on stream {stream!r} with another "
+                          "configuration", "remove it first with nbnats.delete_consumer({stream!r}, {consumer!r}), "
+                          "or pick another name")
 TABLE: dict[int, _Row] = {
     10059: (NotFound, "stream {stream!r} does not exist",
             "list streams with nbnats.streams(), or add it with nbnats.add_stream({stream!r}, subjects=...)"),
@@ -34,12 +40,11 @@ TABLE: dict[int, _Row] = {
             "enable JetStream for the account, or use the bundled server (nbnats.start_server())"),
     10076: (JetStreamError, "JetStream is not enabled on this server",
             "start nats-server with -js, or use the bundled server (nbnats.start_server())"),
-    10008: (JetStreamError, NO_LEADER, NO_LEADER_FIX),
-    10009: (JetStreamError, NO_LEADER, NO_LEADER_FIX),
+    10008: _LEADERLESS, 10009: _LEADERLESS,
     10004: (JetStreamError, "the cluster answered {what} only in part (some peers did not reply)", NO_LEADER_FIX),
     10005: (JetStreamError, "not enough peers for {what}: {text}",
             "bring the stopped nodes back, or ask for fewer replicas"),
-    10007: (JetStreamError, NO_LEADER, NO_LEADER_FIX),
+    10007: _LEADERLESS,
     10058: (JetStreamError, "stream {stream!r} already exists with a different configuration",
             "change it with nbnats.edit_stream({stream!r}, ...), or remove it first with nbnats.delete_stream({stream!r})"),
     10065: (JetStreamError, "the subjects of stream {stream!r} overlap another stream's",
@@ -48,16 +53,8 @@ TABLE: dict[int, _Row] = {
             "use replicas=1, or start a cluster with nbnats.start_server(cluster=3)"),
     10084: (JetStreamError, "stream {stream!r} is a WorkQueue, whose pull consumers must ack explicitly",
             "use ack='explicit'"),
-    10099: (JetStreamError, "stream {stream!r} is a WorkQueue: each message goes to one consumer, so consumers may not overlap",
-            "give this consumer a filter no other consumer covers, or remove the other consumer"),
-    10100: (JetStreamError, "stream {stream!r} is a WorkQueue: each message goes to one consumer, so consumers may not overlap",
-            "give this consumer a filter no other consumer covers, or remove the other consumer"),
-    10013: (JetStreamError, "consumer {consumer!r} already exists on stream {stream!r} with another configuration",
-            "remove it first with nbnats.delete_consumer({stream!r}, {consumer!r}), or pick another name"),
-    10148: (JetStreamError, "consumer {consumer!r} already exists on stream {stream!r} with another configuration",
-            "remove it first with nbnats.delete_consumer({stream!r}, {consumer!r}), or pick another name"),
-    10105: (JetStreamError, "consumer {consumer!r} already exists on stream {stream!r} with another configuration",
-            "remove it first with nbnats.delete_consumer({stream!r}, {consumer!r}), or pick another name"),
+    10099: _OVERLAP, 10100: _OVERLAP,
+    10013: _CONSUMER_EXISTS, 10148: _CONSUMER_EXISTS, 10105: _CONSUMER_EXISTS,
     10071: (Conflict, "the write lost a compare-and-set: {text}", "read the current revision and try again"),
     10070: (Conflict, "the write lost a compare-and-set on the message id: {text}", "read the current state and try again"),
     10164: (Conflict, "the write lost a compare-and-set: {text}", "read the current revision and try again"),
