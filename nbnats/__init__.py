@@ -57,7 +57,21 @@ atexit.register(_at_exit)
 
 # Figures and widgets load on first use, so `import nbnats` stays light (no plotly, no ipywidgets).
 _LAZY = {"plot": ("nbnats.plot", None), "view": ("nbnats.widgets.stream_view", "view"),
-         "StreamView": ("nbnats.widgets.stream_view", "StreamView")}
+         "StreamView": ("nbnats.widgets.stream_view", "StreamView"), "dask": ("nbnats.dask", None)}
+# natscli's verbs, bulk exploration and the server's newer features, loaded on first use
+for _module, _names in {
+        "nbnats.jetstream.stream_ops": ("stream_report", "stream_subjects", "find_streams", "delete_message",
+                                        "copy_stream", "seal_stream", "stream_gaps", "backup_stream",
+                                        "restore_stream", "stream_state"),
+        "nbnats.jetstream.consumer_ops": ("edit_consumer", "consumer_report", "pause_consumer", "resume_consumer",
+                                          "unpin_consumer", "reset_consumer", "consumer_graph", "consumer_tail"),
+        "nbnats.jetstream.lag": ("lag", "Lag"),
+        "nbnats.jetstream.search": ("search",),
+        "nbnats.jetstream.counter": ("counter_incr", "counter_get", "counters"),
+        "nbnats.system.report": ("server_report", "server_ls", "server_ping", "server_check", "rtt"),
+        "nbnats.system.bench": ("bench",),
+        "nbnats.system.trace": ("trace",)}.items():
+    _LAZY.update({_name: (_module, _name) for _name in _names})
 
 
 def __getattr__(name: str):

@@ -15,7 +15,7 @@ from nbnats.magics.registry import VERBS, Context, HelpShown, MagicUsageError, h
 from nbnats.magics.present import OUTPUTS, present
 from nbnats.magics.wording import as_magic
 
-for _module in ("jetstream", "kv", "objects", "schema"):
+for _module in ("jetstream", "kv", "objects", "schema", "stream_ops", "system", "explore"):
     try:
         __import__(f"{__name__}.{_module}")
     except ModuleNotFoundError as exc:
