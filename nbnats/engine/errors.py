@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from nbnats.errors import Conflict, JetStreamError, NatsError, NotFound, PayloadTooLarge
+from nbnats.errors import Conflict, JetStreamError, NatsError, NotFound, PayloadTooLarge, ValidationError
 
 NO_LEADER = ("JetStream has no leader right now (a cluster that lost its meta leader or a stream's quorum, "
              "or nodes restarting)")
@@ -73,6 +73,22 @@ TABLE: dict[int, _Row] = {
             "when it is full: remove data, raise its limits, or use discard='old'"),
     10166: (JetStreamError, "stream {stream!r} does not allow per-message TTLs",
             "create it with allow_msg_ttl=True (KV: a bucket ttl instead)"),
+    10165: (ValidationError, "the message's TTL is not valid ({text})", "pass ttl='1s' or more, or 'never'"),
+    10168: (JetStreamError, "stream {stream!r} does not allow counters", "create it with allow_counter=True"),
+    10169: (ValidationError, "a counter needs an increment ({text})", "use nbnats.counter_incr(subject, n)"),
+    10170: (ValidationError, "a counter message carries no payload ({text})", "use nbnats.counter_incr(subject, n)"),
+    10171: (ValidationError, "the counter increment is not a whole number ({text})", "pass n as an int"),
+    10172: (JetStreamError, "the counter in stream {stream!r} is broken ({text})", "purge that subject to restart it"),
+    10174: (JetStreamError, "stream {stream!r} does not allow atomic publish",
+            "turn it on with nbnats.edit_stream({stream!r}, allow_atomic=True)"),
+    10176: (JetStreamError, "the atomic batch was incomplete, so none of it was stored", "publish it again"),
+    10199: (JetStreamError, "the atomic batch is larger than the server allows ({text})", "send smaller batches"),
+    10201: (Conflict, "the atomic batch holds a message id twice ({text})", "give every row its own msg_id"),
+    10210: (JetStreamError, "too many atomic batches are open on the server right now", "try again shortly"),
+    10188: (JetStreamError, "stream {stream!r} does not allow scheduled messages", "create it with allow_schedules=True"),
+    10189: (ValidationError, "the schedule is not a pattern the server knows ({text})", "use '@at 2026-12-01T10:00:00Z'"),
+    10190: (ValidationError, "the schedule target must be another subject of stream {stream!r}",
+            "target a subject the stream stores, other than the schedule's own"),
     10061: (JetStreamError, "the replicas of stream {stream!r} cannot be changed this way ({text})",
             "remove and add the stream again with the new replicas"),
     10052: (JetStreamError, "stream {stream!r} refused the change: {text}", "check the new settings"),
