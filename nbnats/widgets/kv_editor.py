@@ -35,6 +35,9 @@ from nbnats.widgets.kv_pane import MAX_TEXT, EditorLayout, from_text, to_text  #
 from nbnats.widgets.kv_watch import KVWatchView  # noqa: F401  (KVWatch.widget imports it from here)
 
 REFRESH = 0.1       # seconds: the ≤ 10 Hz redraw cap
+# Status colours: JupyterLab's theme variables, so the dark theme shows them too.
+ERROR, WARN, DONE, NEWS, TEXT = (f"var(--jp-{name},currentColor)" for name in (
+    "error-color1", "warn-color1", "success-color1", "brand-color1", "content-font-color1"))
 
 
 class KVEditor(EditorLayout):
@@ -177,7 +180,7 @@ class KVEditor(EditorLayout):
             self._visible = page
             state = "following live" if self.caught_up else "indexing…"
             if not self.conn.connected:
-                state = "<span style='color:#b91c1c'>disconnected — reconnecting</span>"
+                state = f"<span style='color:{ERROR}'>disconnected — reconnecting</span>"
             last = ""
             if self.last_change:
                 k, rev, op = self.last_change
@@ -216,7 +219,7 @@ class KVEditor(EditorLayout):
             return
         if not self.edited:
             self._show(newer)
-            self._say(f"updated live: another client wrote revision {newer.revision}", "#2563eb")
+            self._say(f"updated live: another client wrote revision {newer.revision}", NEWS)
         elif self._warned != newer.revision:          # once per change, so a conflict message stays
             self._warned = newer.revision
             self.theirs = newer                        # shown, never adopted: the CAS base stays e.revision
@@ -224,13 +227,13 @@ class KVEditor(EditorLayout):
             what = "deleted it" if newer.deleted else f"wrote revision {newer.revision}"
             self._say(f"⚠ changed by someone else: another client {what} while you edit revision "
                       f"{e.revision}; your edit stays based on revision {e.revision}, so Save will report a "
-                      "conflict (Reload takes theirs)", "#b45309")
+                      "conflict (Reload takes theirs)", WARN)
 
     def _on_typed(self, change) -> None:
         if change["new"] != self._loaded_text:
             self.edited = True                         # stays set until a revision is loaded again
 
-    def _say(self, text: str, color: str = "#374151") -> None:
+    def _say(self, text: str, color: str = TEXT) -> None:
         self.status.value = f"<span style='color:{color}'>{escape(text)}</span>"
 
     def _show(self, entry: Entry | None) -> None:
@@ -253,7 +256,7 @@ class KVEditor(EditorLayout):
         self.value_box.disabled = self.kind in ("bytes", "too long")
         self.edited = False
         when = entry.created.strftime("%Y-%m-%d %H:%M:%S UTC") if entry.created is not None else ""
-        state = f" · <b style='color:#b91c1c'>{entry.operation}</b> (Save restores it)" if entry.deleted else ""
+        state = f" · <b style='color:{ERROR}'>{entry.operation}</b> (Save restores it)" if entry.deleted else ""
         self.info.value = (f"revision <b>{entry.revision}</b> · {when} · {len(entry.raw):,} bytes · "
                            f"{self.kind}{state}")
         if self.history_button.value:
@@ -270,7 +273,7 @@ class KVEditor(EditorLayout):
             self.error = None
         except NatsError as exc:
             self.error = str(exc)
-            self._say(f"✗ {exc}", "#b91c1c")
+            self._say(f"✗ {exc}", ERROR)
 
     def _on_select(self, change) -> None:
         if self._quiet or change["new"] is None:
@@ -333,7 +336,7 @@ class KVEditor(EditorLayout):
                 return None
             if rev is not None:
                 self._adopt(e.key, rev)
-                self._say(f"✓ saved as revision {rev}", "#15803d")
+                self._say(f"✓ saved as revision {rev}", DONE)
             return rev
         finally:
             self._saving = False
@@ -357,7 +360,7 @@ class KVEditor(EditorLayout):
         if now is not None and now.revision == last:
             self.error = "the save was not confirmed and did not happen"
             self._say(f"✗ the server did not confirm the save, and {key!r} is still at revision {last}: "
-                      "nothing was stored. Save again.", "#b91c1c")
+                      "nothing was stored. Save again.", ERROR)
             return None
         what = f"key {key!r} changed since revision {last}: " + (
             "it no longer exists" if now is None else
@@ -373,7 +376,7 @@ class KVEditor(EditorLayout):
             theirs = " · theirs: " + ("(deleted)" if current.deleted else preview(current.value, 80))
         self.error = f"conflict: {what}"
         self._say(f"✗ conflict — {what}; your edit was NOT saved{theirs}. "
-                  "Reload to take theirs, or Overwrite theirs.", "#b91c1c")
+                  "Reload to take theirs, or Overwrite theirs.", ERROR)
 
     def _adopt(self, key: str, rev: int) -> None:
         """After our own write: load it without a round of live notices."""
@@ -397,7 +400,7 @@ class KVEditor(EditorLayout):
         value = from_text(self.value_box.value, "text")
         rev = self.kv.create(key, value)
         self._adopt(key, rev)
-        self._say(f"✓ added {key!r} as revision {rev}", "#15803d")
+        self._say(f"✓ added {key!r} as revision {rev}", DONE)
         return rev
 
     def delete(self) -> int:
@@ -410,7 +413,7 @@ class KVEditor(EditorLayout):
             raise ValidationError("no key is loaded", "pick a key in the list first")
         rev = self.kv.delete(e.key, last=e.revision)
         self._adopt(e.key, rev)
-        self._say(f"✓ deleted {e.key!r} (revision {rev}); History → Revert brings it back", "#15803d")
+        self._say(f"✓ deleted {e.key!r} (revision {rev}); History → Revert brings it back", DONE)
         return rev
 
     def _toggle_history(self) -> None:
@@ -441,7 +444,7 @@ class KVEditor(EditorLayout):
             raise ValidationError(f"{e.key!r} has no earlier revision to revert to", "pick a revision under History")
         rev = self.kv.revert(e.key, int(revision), last=e.revision)
         self._adopt(e.key, rev)
-        self._say(f"✓ reverted {e.key!r} to revision {revision} (now revision {rev})", "#15803d")
+        self._say(f"✓ reverted {e.key!r} to revision {revision} (now revision {rev})", DONE)
         return rev
 
     def _refilter(self) -> None:

@@ -1,7 +1,9 @@
 """An interactive stream browser: pages, subject filter, jump to a sequence or a time.
 
-It renders what :func:`nbnats.replay` returns (one page at a time) and shows
-the selected message's headers and pretty payload. A timer on the nbnats
+It renders what :func:`nbnats.replay` returns (one page at a time), its
+payloads decoded into columns as every frame decodes them, in a
+:class:`~nbnats.widgets.table.Table`: a header click sorts the page, a row
+click shows the message's headers and pretty payload. A timer on the nbnats
 loop counts messages added since the page was loaded.
 
 >>> v = nbnats.view("ORDERS", subject="orders.eu.>", page_size=20)   # doctest: +SKIP
@@ -16,24 +18,17 @@ from html import escape
 import ipywidgets as w
 import pandas as pd
 
+from nbnats.data import frames
 from nbnats.jetstream import streams as jetstream
-from nbnats.jetstream.display import StreamMessage
 from nbnats.runtime import loop
 from nbnats.runtime.connection import current
 from nbnats.errors import NatsError
 from nbnats.jetstream.replay import ReplayWarning, replay
+from nbnats.widgets.table import Table
 
 LIVE_EVERY = 2.0     # seconds between "new messages" checks
-PREVIEW = 80
-
-
-def _preview(data: bytes) -> str:
-    text = data[:PREVIEW].decode("utf-8", errors="replace").replace("\n", " ")
-    return text + ("…" if len(data) > PREVIEW else "")
-
-
-def _clock(ts: pd.Timestamp) -> str:
-    return ts.strftime("%Y-%m-%d %H:%M:%S.") + f"{ts.value % 1_000_000_000 // 1_000_000:03d}"
+NOTE = "color:var(--jp-warn-color1,currentColor)"
+ERROR = "color:var(--jp-error-color1,currentColor)"
 
 
 class StreamView(w.VBox):
@@ -43,6 +38,8 @@ class StreamView(w.VBox):
     ``next_page()``, ``prev_page()``, ``last_page()``, ``jump_to_seq(n)``,
     ``jump_to_time(t)``, ``select(seq)``, ``filter.value = "orders.eu.*"``;
     ``page`` is the current page (a DataFrame, payloads as bytes in ``data``),
+    ``rows`` the table of it (``rows.columns``, ``rows.sort_by(column)``,
+    ``rows.value`` the selected seq, ``rows.selected_json``),
     ``new_messages`` the count stored since the view opened or last showed
     the newest page.
     """
@@ -75,8 +72,8 @@ class StreamView(w.VBox):
                                layout=w.Layout(width="250px"))
         self.time_button = w.Button(description="go", layout=w.Layout(width="44px"))
         self.status = w.HTML()
-        self.rows = w.Select(options=[], rows=min(page_size, 20), layout=w.Layout(width="100%"))
-        self.detail = w.HTML()
+        self.rows = Table(info=("seq", "subject", "time", "size"))
+        self.detail = self.rows.detail
         self.first_button.on_click(lambda _: self.first_page())
         self.prev_button.on_click(lambda _: self.prev_page())
         self.next_button.on_click(lambda _: self.next_page())
@@ -85,7 +82,6 @@ class StreamView(w.VBox):
         self.time_button.on_click(lambda _: self.jump_to_time(self.time_box.value))
         self.filter.observe(lambda _: self.first_page(), names="value")
         self.page_size.observe(lambda _: self._reload(), names="value")
-        self.rows.observe(lambda change: self.select(change["new"]), names="value")
         nav = w.HBox([self.first_button, self.prev_button, self.next_button, self.last_button, self.filter,
                       self.page_size])
         jump = w.HBox([self.seq_box, self.seq_button, self.time_box, self.time_button])
@@ -118,8 +114,8 @@ class StreamView(w.VBox):
         if df.empty:
             if clear:
                 self.page = df
-                self.rows.options = []
-                self.detail.value = ""
+                self.rows.show(df)
+                self.rows.select(None)
                 self._render_header()
             self._note(empty)
             return
@@ -184,23 +180,22 @@ class StreamView(w.VBox):
 
     # -- drawing ---------------------------------------------------------------------
     def _note(self, text: str, error: bool = False) -> None:
-        color = "#b91c1c" if error else "#92400e"
-        self.status.value = f"<span style='color:{color}'>{escape(text, quote=False)}</span>" if text else ""
+        color = ERROR if error else NOTE
+        self.status.value = f"<span style='{color}'>{escape(text, quote=False)}</span>" if text else ""
 
     def _render(self) -> None:
         df = self.page
-        labels = [(f"{seq:>8}  {_clock(ts)}  {subject:<24} {size:>7,} B  {_preview(data)}", int(seq))
-                  for seq, ts, subject, size, data in zip(df["seq"], df["time"], df["subject"], df["size"],
-                                                         df["data"])]
-        self.rows.options = labels
-        self.rows.value = labels[0][1] if labels else None
+        shown = frames.build(df["subject"].tolist(), df["time"].array.asi8, df["data"].tolist(),
+                             df["headers"].tolist(), df["seq"].to_numpy(dtype="int64"))
+        self.rows.show(shown, [int(s) for s in df["seq"]])
+        self.rows.select(int(df["seq"].iloc[0]) if len(df) else None)
         self._render_header()
 
     def _render_header(self) -> None:
         i = self.info
         shown = (f"seq {int(self.page['seq'].iloc[0]):,}–{int(self.page['seq'].iloc[-1]):,}"
                  if not self.page.empty else "no page")
-        new = (f" · <b style='color:#1d4ed8'>{self.new_messages:,} new message"
+        new = (f" · <b style='color:var(--jp-brand-color1,currentColor)'>{self.new_messages:,} new message"
                f"{'s' if self.new_messages != 1 else ''}</b> (⏭ shows them)" if self.new_messages else "")
         filt = f" · filter <code>{escape(self.subject)}</code>" if self.subject else ""
         self.header.value = (f"<b>{escape(self.stream)}</b> · {i.messages:,} messages, seq "
@@ -208,18 +203,7 @@ class StreamView(w.VBox):
 
     def select(self, seq: int | None) -> None:
         """Show one message of the page: headers and the pretty payload."""
-        if seq is None or self.page.empty:
-            self.detail.value = ""
-            return
-        row = self.page[self.page["seq"] == seq]
-        if row.empty:
-            return
-        r = row.iloc[0]
-        msg = StreamMessage(self.stream, r["subject"], int(r["seq"]), int(r["time"].value),
-                                      bytes(r["data"]), r["headers"])
-        if self.rows.value != seq:
-            self.rows.value = seq
-        self.detail.value = msg._repr_html_()
+        self.rows.select(seq)
 
     # -- live count --------------------------------------------------------------------
     def _refresh_info(self) -> None:
