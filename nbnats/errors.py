@@ -104,3 +104,7 @@ class SchemaError(ValidationError):
 
 class CodecError(ValidationError):
     """An unknown codec, or a payload its codec cannot encode."""
+
+
+class PermissionDenied(NatsError):
+    """The connection's user may not do this, e.g. a system-account report without the system user."""
