@@ -127,7 +127,7 @@ class Table(w.VBox):
     ``show(frame, keys)`` draws it (``keys`` identify the rows across redraws);
     ``sort_by(column)`` sorts (again: the other way), ``select(key)`` shows a
     row's JSON. Read back: ``columns``, ``keys`` (rows in the order drawn),
-    ``sort`` (column, ascending), ``value`` (the selected key), ``selected``
+    ``drawn`` (the frame in that order), ``sort`` (column, ascending), ``value`` (the selected key), ``selected``
     (the selected row as a dict: its fields, ``headers`` and ``payload``),
     ``selected_json`` (the payload as indented JSON). ``detail`` maps
     ``(frame, position)`` to the payload shown; ``on_change()`` runs after a
@@ -160,6 +160,16 @@ class Table(w.VBox):
     @property
     def columns(self) -> list[str]:
         return [str(c) for c in self.frame.columns]
+
+    @property
+    def drawn(self) -> pd.DataFrame:
+        """The rows in the order drawn (sorted or as given)."""
+        return self._ordered()
+
+    @property
+    def generation(self) -> int:
+        """How many times the table was drawn; a click names the drawing it was made on."""
+        return self._gen
 
     @property
     def selected_json(self) -> str:
