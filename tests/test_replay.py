@@ -16,6 +16,7 @@ import pytest
 import nbnats
 from nbnats.engine import api as engine_api
 from nbnats.engine import bulk as engine_bulk
+from nbnats.engine import wire_pull
 from nbnats.runtime import connection, loop
 from nbnats.errors import InvalidName, InvalidSubject, NatsError, NotFound, ValidationError
 from nbnats.jetstream.replay import ReplayWarning, replay
@@ -322,6 +323,7 @@ def test_a_client_side_drop_is_an_error_not_a_hole(cleanup, uid, monkeypatch):
         return await real(conn, inbox, cb, 5, done)
 
     monkeypatch.setattr(engine_bulk, "_subscribe", tiny)
+    monkeypatch.setattr(engine_bulk, "WIRE", False)          # the nats-py path (the fallback) is the one that can drop
     with pytest.raises(nbnats.JetStreamError, match="fell behind and the client dropped .* — run it again"):
         replay(s)
     monkeypatch.undo()
@@ -341,7 +343,8 @@ def test_time_range_after_the_last_message_is_empty_on_every_reader(cleanup, uid
         assert df.empty and time.monotonic() - start < 2.5, (retention, direct)
 
 
-def test_a_no_messages_answer_mid_read_is_not_the_end(cleanup, uid, monkeypatch):
+@pytest.mark.parametrize("transport", ["wire", "nats-py"])
+def test_a_no_messages_answer_mid_read_is_not_the_end(cleanup, uid, monkeypatch, transport):
     """A 404 "no messages" before the sequence fixed at the start (seen on ~10M-message streams) is not the
     end: the replay asks the stream what really comes next and reads on. Sequences it reports missing are
     really absent (a direct get proves each one)."""
@@ -353,21 +356,24 @@ def test_a_no_messages_answer_mid_read_is_not_the_end(cleanup, uid, monkeypatch)
         conn = connection.current()
         loop.run(engine_api.request(conn, f"STREAM.MSG.DELETE.{s}", {"seq": seq, "no_erase": True},
                                     what="deleting a message"), 5, "deleting a message")
-    real, cuts = engine_bulk._consume, []
+    owner = wire_pull if transport == "wire" else engine_bulk
+    real, cuts = getattr(owner, "consume" if transport == "wire" else "_consume"), []
 
-    async def cut_short(conn, plan, sink, start, since, stall):
+    async def cut_short(conn, *args):
         # the server's "no messages" after a third of what is left: what the 10M-message reads saw
+        plan, sink, start = args[-5:-2]
         if len(cuts) < 3:
             stop, plan.stop = plan.stop, min(plan.stop, start + 700)
             try:
-                await real(conn, plan, sink, start, since, stall)
+                await real(conn, *args)
             finally:
                 plan.stop = stop
             cuts.append(sink.last_seq)
             return "short"
-        return await real(conn, plan, sink, start, since, stall)
+        return await real(conn, *args)
 
-    monkeypatch.setattr(engine_bulk, "_consume", cut_short)
+    monkeypatch.setattr(owner, "consume" if transport == "wire" else "_consume", cut_short)
+    monkeypatch.setattr(engine_bulk, "WIRE", transport == "wire")
     monkeypatch.setattr(engine_bulk, "PULL", 200)        # small pulls and chunks: the cut lands mid-read
     monkeypatch.setattr(engine_bulk, "CHUNK", 50)
     with pytest.warns(nbnats.ReplayWarning, match="3 message"):

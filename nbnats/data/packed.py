@@ -36,6 +36,13 @@ class Packed:
         self._buf.append(10)
         self._sizes.append(len(data))
 
+    def add_joined(self, joined: bytes, sizes) -> None:
+        """Append payloads already joined by newlines (``sizes`` gives each one's length)."""
+        if len(sizes):
+            self._buf += joined
+            self._buf.append(10)
+            self._sizes.extend(sizes)
+
     def appenders(self):
         """Bound (extend, separate, add_size) functions, for a reader's hot loop (one message: all three)."""
         return self._buf.extend, self._buf.append, self._sizes.append

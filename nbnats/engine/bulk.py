@@ -31,12 +31,14 @@ from nbnats.data.packed import Packed
 from nbnats.data.units import parse_time, rfc3339
 from nbnats.engine import acks, api
 from nbnats.engine.get import from_msg_get, get as get_stored
-from nbnats.errors import JetStreamError, NotConnected, NotFound, Timeout
+from nbnats.errors import JetStreamError, NatsError, NotConnected, NotFound, Timeout
 from nbnats.runtime.connection import Connection
+from nbnats.runtime.wire import Dial, Wire
 
 PULL = 16_384           # messages per pull request; at most two are outstanding
 PULL_BYTES = 8 << 20    # and at most this many bytes each
 CHUNK = 8_192           # reply subjects are parsed (and the stop checked) every CHUNK messages
+WIRE = True             # read consumers over nbnats's own connection (runtime/wire.py) when it can open
 DIRECT_BATCH = 50_000   # messages per batched direct get
 GET_WINDOW = 256        # STREAM.MSG.GET requests in flight
 _DIRECT_META = {"Nats-Stream", "Nats-Subject", "Nats-Sequence", "Nats-Time-Stamp", "Nats-Num-Pending",
@@ -55,6 +57,9 @@ class Plan:
         self.stop = 0               # the last sequence when the replay began (or end_seq)
         self.path = ""
         self.client_filter = False  # subjects filtered here because the server cannot
+        self.wire = None            # the bulk connection, while it is open
+        self.notes: list[str] = []  # how the read went, for df.attrs["warnings"]
+        self.reconnects = 0
 
 
 class Sink:
@@ -271,13 +276,65 @@ async def read_by_get(conn: Connection, plan: Plan, sink: Sink, first: int, stal
 
 
 async def read_by_consumer(conn: Connection, plan: Plan, sink: Sink, first: int, stall: float) -> None:
-    """Read with ephemeral consumers; one that is lost or stalls is replaced from where it stopped."""
+    """Read with ephemeral consumers; one that is lost or stalls is replaced from where it stopped.
+
+    Messages flow over nbnats's own connection (:mod:`nbnats.engine.wire_pull`) when it can be
+    opened with the session's options, else through nats-py; ``plan.path`` says which.
+    """
+    if WIRE:
+        await _open_wire(conn, plan, stall)
+    try:
+        await _read_consumers(conn, plan, sink, first, stall)
+    finally:
+        if plan.wire is not None:
+            plan.wire.close()
+
+
+async def _open_wire(conn: Connection, plan: Plan, stall: float) -> None:
+    """Open the bulk connection into ``plan.wire``, or leave it None (the reason in ``plan.notes``)."""
+    if conn.dial is None:
+        return
+    try:
+        plan.wire = await Wire.open(Dial.of(conn), min(stall, 10.0))
+    except ImportError:
+        plan.notes.append("read through nats-py: signing an nkey needs the nkeys package")
+    except NatsError as exc:
+        plan.notes.append(f"read through nats-py: the bulk connection could not open ({exc.what})")
+
+
+async def _read_consumers(conn: Connection, plan: Plan, sink: Sink, first: int, stall: float) -> None:
+    from nbnats.engine import wire_pull
     start, since, failures = first, plan.since, 0
+    deadline = None
     while True:
         before = sink.count
-        outcome = await _consume(conn, plan, sink, start, since, stall)
+        if plan.wire is not None:
+            outcome = await wire_pull.consume(conn, plan.wire, plan, sink, start, since, stall)
+        else:
+            outcome = await _consume(conn, plan, sink, start, since, stall)
         if outcome == "done":
             return
+        if outcome == "lost":
+            # The server went away (a restart, a network cut): reconnect and go on after the last
+            # sequence read, for as long as the stall timeout allows.
+            plan.wire.close()
+            deadline = deadline or time.monotonic() + max(stall, 5.0)
+            plan.wire = None
+            while plan.wire is None or not conn.connected:
+                if time.monotonic() > deadline:
+                    raise Timeout(f"the replay of {plan.stream!r} lost its connection after seq "
+                                  f"{sink.last_seq or start - 1} and could not reconnect within {max(stall, 5.0):g} s",
+                                  f"run it again, or replay from start_seq={sink.last_seq + 1 if sink.last_seq else start}")
+                try:
+                    plan.wire = plan.wire or await Wire.open(Dial.of(conn), 2.0)
+                except NatsError:
+                    pass
+                await asyncio.sleep(0.1)
+            plan.reconnects += 1
+            if sink.last_seq:
+                start, since = sink.last_seq + 1, None
+            continue
+        deadline = None
         if outcome == "short":
             # The server said "no messages" before the sequence fixed at the start: on a
             # large stream that happens mid-read. Ask the stream what really comes next.
@@ -306,10 +363,9 @@ async def _next_stored(conn: Connection, plan: Plan, seq: int) -> int | None:
     return row.seq if row.seq <= plan.stop else None
 
 
-async def _consume(conn: Connection, plan: Plan, sink: Sink, start: int, since: int | None,
-                   stall: float) -> str:
-    """One ephemeral consumer from ``start``: "done" (read to the plan's end), "short" (the server
-    said it had no more, before the end) or "stalled" (nothing arrived for ``stall`` seconds)."""
+async def _create_consumer(conn: Connection, plan: Plan, sink: Sink, start: int, since: int | None,
+                           stall: float) -> tuple[str, int]:
+    """An ephemeral in-memory consumer from ``start``; returns its name and the messages it will deliver."""
     name = f"nbnats_replay_{conn.nc.new_inbox().rsplit('.', 1)[-1]}"
     cfg: dict[str, Any] = {"name": name, "ack_policy": "none", "replay_policy": "instant", "mem_storage": True,
                            "num_replicas": 1, "inactive_threshold": int(max(stall, 30) * 1e9)}
@@ -322,12 +378,29 @@ async def _consume(conn: Connection, plan: Plan, sink: Sink, start: int, since: 
     elif plan.filters and not plan.client_filter:
         cfg["filter_subjects"] = plan.filters
     info = await api.request(conn, f"CONSUMER.CREATE.{plan.stream}.{name}",
-                                   {"stream_name": plan.stream, "config": cfg}, what=f"creating the replay consumer on {plan.stream!r}", stream=plan.stream)
+                             {"stream_name": plan.stream, "config": cfg},
+                             what=f"creating the replay consumer on {plan.stream!r}", stream=plan.stream)
     remaining = info.get("num_pending", 0)
     if plan.limit is not None:
         remaining = min(remaining, plan.limit - sink.count)
     if sink.total is None:
         sink.total = remaining
+    return name, remaining
+
+
+async def _delete_consumer(conn: Connection, plan: Plan, name: str) -> None:
+    try:
+        await api.request(conn, f"CONSUMER.DELETE.{plan.stream}.{name}", None, what="removing the replay consumer")
+    except (JetStreamError, NotFound, Timeout, NotConnected):
+        pass     # it removes itself after inactive_threshold anyway
+
+
+async def _consume(conn: Connection, plan: Plan, sink: Sink, start: int, since: int | None,
+                   stall: float) -> str:
+    """One ephemeral consumer from ``start``, read through nats-py (the fallback of :func:`_consume_wire`):
+    "done" (read to the plan's end), "short" (the server said it had no more, before the end) or
+    "stalled" (nothing arrived for ``stall`` seconds)."""
+    name, remaining = await _create_consumer(conn, plan, sink, start, since, stall)
     goal = sink.count + remaining
     done = asyncio.Event()
     replies: list[str] = []
@@ -413,10 +486,7 @@ async def _consume(conn: Connection, plan: Plan, sink: Sink, start: int, since: 
         try:
             await _unsubscribe(conn, sub, drops, plan)
         finally:
-            try:
-                await api.request(conn, f"CONSUMER.DELETE.{plan.stream}.{name}", None, what="removing the replay consumer")
-            except (JetStreamError, NotFound, Timeout, NotConnected):
-                pass     # it removes itself after inactive_threshold anyway
+            await _delete_consumer(conn, plan, name)
 
 
 # -- the frame, built once in the caller's thread ------------------------------------

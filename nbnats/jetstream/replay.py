@@ -26,7 +26,7 @@ import pandas as pd
 from nbnats.data import frames, validate
 from nbnats.data.packed import Packed
 from nbnats.data.units import parse_time, to_ns
-from nbnats.engine import api
+from nbnats.engine import api, bulk
 from nbnats.engine.bulk import Plan, Sink, read_by_consumer, read_by_get, read_direct
 from nbnats.errors import JetStreamError, NotFound, Timeout, ValidationError
 from nbnats.jetstream.streams import check_filters, subjects_list
@@ -224,6 +224,8 @@ def _report(df: pd.DataFrame, plan: Plan, seqs: np.ndarray) -> None:
             notes.append(f"{missing:,} message(s) inside seq {lo}–{hi} are missing (deleted or expired): "
                          f"seq {shown}{more}")
     df.attrs.update(stream=plan.stream, first_seq=first_seq, last_seq=last_seq, stop_seq=plan.stop,
-                    reader=plan.path or "none", gaps=gaps, warnings=notes)
+                    reader=plan.path or "none", gaps=gaps, warnings=notes,
+                    transport="wire" if plan.path == "consumer" and not plan.notes and bulk.WIRE else "nats-py",
+                    notes=list(plan.notes), reconnects=plan.reconnects)
     for note in notes:
         warnings.warn(note, ReplayWarning, stacklevel=4)

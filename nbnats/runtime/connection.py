@@ -27,6 +27,7 @@ from nats.aio.client import Client
 
 from nbnats.runtime import loop
 from nbnats.errors import ConnectError, NatsError, NotConnected, Timeout
+from nbnats.runtime.wire import Dial
 
 log = logging.getLogger("nbnats")
 
@@ -62,6 +63,7 @@ class Connection:
         self._slow_owners: dict[int, tuple[Any, Any]] = {}   # id(subscription) → (subscription, owner)
         self.listeners: list[Any] = []          # objects told about disconnects/reconnects
         self.disconnected_at: float | None = None
+        self.dial: Dial | None = None              # how a bulk read reaches the same server (runtime/wire.py)
 
     @property
     def max_payload(self) -> int:
@@ -257,6 +259,7 @@ async def _open(name: str, url: str, opts: dict[str, Any], timeout: float, serve
     nc.options["max_reconnect_attempts"] = -1
     secrets = {k: opts[k] for k in ("user", "password", "token") if opts.get(k)}
     conn = Connection(name, nc, _redact(url), server, secrets)
+    conn.dial = Dial.from_options(url, opts)
     holder["conn"] = conn
     return conn
 

@@ -1,0 +1,207 @@
+"""Replay pulls over nbnats's own connection: frames cut from the read buffer, columns filled in bulk.
+
+The consumer reader of :mod:`nbnats.engine.bulk` at wire speed. The consumer is
+made and removed through the session's connection (:mod:`nbnats.engine.api`);
+only its messages flow over a :class:`~nbnats.runtime.wire.Wire`. One pattern,
+built for this consumer's ack subjects, cuts a ``MSG`` frame and its stream
+sequence, timestamp and size in one match; payloads are joined into the sink's
+packed buffer once per chunk; sequences and times are converted by Arrow, per
+chunk, not per message. Frames with headers and status replies take the
+generic path (the wire's callbacks).
+
+>>> outcome = await consume(conn, wire, plan, sink, start=1, since=None, stall=10)   # doctest: +SKIP
+'done'
+"""
+
+from __future__ import annotations
+
+import array
+import asyncio
+import re
+import sys
+
+import numpy as np
+import pyarrow as pa
+
+from nbnats.engine import bulk
+from nbnats.engine.get import parse_headers
+from nbnats.runtime.connection import Connection
+from nbnats.runtime.wire import Wire, status
+
+_ints = pa.int64()
+
+
+class _Names(dict):
+    """Subject bytes → one interned str each (made on first sight)."""
+
+    def __missing__(self, key: bytes) -> str:
+        value = self[key] = sys.intern(key.decode("utf-8", "surrogateescape"))
+        return value
+
+
+def _patterns(stream: str, consumer: str):
+    ack = rb"\$JS\.ACK\.(?:[^ .]+\.[^ .]+\.)?%s\.%s\.\d+\.(\d+)\.\d+\.(\d+)\.\d+(?:\.[^ .]+)?" % (
+        re.escape(stream.encode()), re.escape(consumer.encode()))
+    return re.compile(rb"MSG ([^ ]+) \d+ " + ack + rb" (\d+)\r\n"), re.compile(ack + rb"$")
+
+
+class _Columns:
+    """This chunk's rows as the hot loop appends them; moved into the sink by :meth:`settle`."""
+
+    def __init__(self):
+        self.subjects: list[bytes] = []
+        self.seqs: list[bytes] = []
+        self.times: list[bytes] = []
+        self.payloads: list[bytes] = []
+        self.sizes = array.array("q")
+        self.headers: dict[int, dict | None] = {}      # row in this chunk → its headers
+
+
+async def consume(conn: Connection, wire: Wire, plan, sink, start: int, since, stall: float) -> str:
+    """Like :func:`nbnats.engine.bulk._consume` (same outcomes), reading over ``wire``."""
+    name, remaining = await bulk._create_consumer(conn, plan, sink, start, since, stall)
+    goal = sink.count + remaining
+    if remaining <= 0:
+        await bulk._delete_consumer(conn, plan, name)
+        return "done"
+    fast, reply_pattern = _patterns(plan.stream, name)
+    names = _Names()
+    cols = _Columns()
+    done = asyncio.Event()
+    asked = [sink.count]
+    failure: list[str] = []
+    short: list[str] = []
+    inbox = f"_INBOX.{name}"
+    next_subject = f"$JS.API.CONSUMER.MSG.NEXT.{plan.stream}.{name}"
+    max_bytes = max(bulk.PULL_BYTES, conn.max_payload + 65_536)
+
+    def ask() -> None:
+        n = min(bulk.PULL, goal - asked[0])
+        if n > 0:
+            asked[0] += n
+            wire.publish(next_subject, b'{"batch":%d,"max_bytes":%d,"no_wait":true}' % (n, max_bytes), inbox)
+
+    def parser(buf: bytearray, pos: int) -> int:
+        match, end = fast.match, len(buf)
+        subjects, seqs, times = cols.subjects.append, cols.seqs.append, cols.times.append
+        payloads, sizes = cols.payloads.append, cols.sizes.append
+        while True:
+            m = match(buf, pos)
+            if m is None:
+                return pos
+            start_ = m.end()
+            subject, seq, ts, size = m.groups()
+            size = int(size)
+            stop = start_ + size
+            if stop + 2 > end:
+                return pos
+            subjects(subject)
+            seqs(seq)
+            times(ts)
+            payloads(buf[start_:stop])
+            sizes(size)
+            pos = stop + 2
+
+    def add(subject: bytes, reply: bytes, header_block: bytes | None, payload: bytes) -> None:
+        m = reply_pattern.match(reply)
+        if m is None:
+            return          # not this consumer's (a stray reply on the inbox)
+        if header_block is not None:
+            cols.headers[len(cols.sizes)] = parse_headers(header_block)
+        cols.subjects.append(subject)
+        cols.seqs.append(m.group(1))
+        cols.times.append(m.group(2))
+        cols.payloads.append(payload)
+        cols.sizes.append(len(payload))
+
+    def on_msg(subject: bytes, reply: bytes | None, payload: bytes) -> None:
+        if reply:
+            add(subject, reply, None, payload)
+
+    def on_hmsg(subject: bytes, reply: bytes | None, header_block: bytes, payload: bytes) -> None:
+        if reply and reply.startswith(b"$JS.ACK."):
+            add(subject, reply, header_block, payload)
+            return
+        code, text = status(header_block)
+        if code in ("404", "408"):
+            short.append(code)          # "no messages" now: not necessarily the end
+            done.set()
+        elif code == "409" and "MaxBytes" in text:
+            left = parse_headers(header_block) or {}
+            asked[0] -= int(left.get("Nats-Pending-Messages", 0) or 0)
+            ask()
+        elif code == "409" and "Batch Completed" in text:
+            pass
+        elif code == "409":
+            failure.append(text or "conflict")
+            done.set()
+
+    def settle() -> None:
+        """Move this chunk's rows into the sink; stop at the plan's last sequence or time."""
+        n = len(cols.sizes)
+        if not n:
+            return
+        seqs = pa.array(cols.seqs, pa.binary()).cast(pa.string()).cast(_ints).to_numpy()
+        times = pa.array(cols.times, pa.binary()).cast(pa.string()).cast(_ints).to_numpy()
+        sink.subjects.extend(map(names.__getitem__, cols.subjects))
+        sink.payloads.add_joined(b"\n".join(cols.payloads), cols.sizes)
+        if cols.headers:
+            rows = [None] * n
+            for i, h in cols.headers.items():
+                rows[i] = h
+            sink.headers.extend(rows)
+        else:
+            sink.headers.extend([None] * n)
+        sink.seqs.append(seqs)
+        sink.times.append(times)
+        sink.count += n
+        sink.last_seq, sink.last_time = int(seqs[-1]), int(times[-1])
+        cols.__init__()
+        if sink.last_seq >= plan.stop or (plan.until is not None and sink.last_time > plan.until):
+            done.set()
+
+    def after_read() -> None:
+        have = sink.count + len(cols.sizes)
+        if len(cols.sizes) >= bulk.CHUNK or have >= goal:
+            settle()
+        elif cols.seqs and int(cols.seqs[-1]) >= plan.stop:
+            settle()
+        if have >= goal:
+            done.set()
+        elif asked[0] - have < bulk.PULL and not done.is_set():
+            ask()
+
+    wire.parser, wire.on_msg, wire.on_hmsg, wire.after_read = parser, on_msg, on_hmsg, after_read
+    sid = wire.subscribe(inbox)
+    try:
+        ask()
+        ask()
+        finished = await _wait(done, wire, sink, cols, stall)
+        settle()
+        if wire.lost.is_set():
+            return "lost"
+        if not finished or failure:
+            return "stalled"
+        complete = sink.last_seq >= plan.stop or sink.count >= goal or (
+            plan.until is not None and sink.last_time > plan.until)
+        return "short" if short and not complete else "done"
+    finally:
+        wire.parser = wire.on_msg = wire.on_hmsg = wire.after_read = None
+        wire.unsubscribe(sid)
+        await bulk._delete_consumer(conn, plan, name)
+
+
+async def _wait(done: asyncio.Event, wire: Wire, sink, cols: _Columns, stall: float) -> bool:
+    """Wait for ``done`` or the wire's loss; False when nothing arrived for ``stall`` seconds."""
+    lost = asyncio.ensure_future(wire.lost.wait())
+    try:
+        while not done.is_set() and not wire.lost.is_set():
+            seen = sink.count + len(cols.sizes)
+            finished = asyncio.ensure_future(done.wait())
+            await asyncio.wait([finished, lost], timeout=stall, return_when=asyncio.FIRST_COMPLETED)
+            finished.cancel()
+            if not done.is_set() and not wire.lost.is_set() and sink.count + len(cols.sizes) == seen:
+                return False
+        return True
+    finally:
+        lost.cancel()
