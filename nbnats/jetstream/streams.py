@@ -37,6 +37,25 @@ _STREAM_FIELDS = frozenset("""name description subjects retention max_consumers 
     allow_msg_counter allow_atomic allow_msg_schedules persist_mode""".split())
 
 
+# the newer features' flags: friendly name → (server field); the server version each needs
+FLAGS = {"allow_msg_ttl": "allow_msg_ttl", "allow_counter": "allow_msg_counter",
+         "allow_schedules": "allow_msg_schedules", "allow_atomic": "allow_atomic"}
+FLAG_NEEDS = {"allow_msg_ttl": ((2, 11), "per-message TTLs (allow_msg_ttl)"),
+              "allow_msg_counter": ((2, 12), "counters (allow_counter)"),
+              "allow_msg_schedules": ((2, 12), "scheduled messages (allow_schedules)"),
+              "allow_atomic": ((2, 12), "atomic publish (allow_atomic)")}
+
+
+def check_flags(conn: Connection, cfg: dict) -> None:
+    """Refuse plainly a flag the server is too old for (an old server would ignore it silently).
+
+    >>> check_flags(nbnats.current(), {"allow_msg_counter": True})   # doctest: +SKIP
+    """
+    for field, (version, feature) in FLAG_NEEDS.items():
+        if cfg.get(field):
+            api.needs(conn, version, feature)
+
+
 def _run(coro, what: str, timeout: float = 10.0):
     return loop.run(coro, timeout, what)
 
@@ -142,6 +161,12 @@ def _config(name: str, subjects: Any, options: dict, fields: set[str] = _STREAM_
                 raise ValidationError(f"{key} {value!r} is not one of {', '.join(choices)}",
                                       f"use e.g. {key}={choices[0]!r}")
             cfg[key] = value
+    for key, server_key in FLAGS.items():
+        if o.get(key) is not None:
+            value = o.pop(key)
+            if not isinstance(value, bool):
+                raise ValidationError(f"{key} must be True or False, not {value!r}", f"pass {key}=True")
+            cfg[server_key] = value
     if o.get("replicas") is not None:
         cfg["num_replicas"] = count(o.pop("replicas"), "replicas")
     if o.get("dupe_window") is not None:
@@ -150,7 +175,7 @@ def _config(name: str, subjects: Any, options: dict, fields: set[str] = _STREAM_
         if value is None:
             continue
         if key not in fields:
-            close = difflib.get_close_matches(key, sorted(fields) + list(friendly) + ["replicas", "dupe_window"], n=1)
+            close = difflib.get_close_matches(key, sorted(fields) + list(friendly) + list(FLAGS) + ["replicas", "dupe_window"], n=1)
             raise ValidationError(f"{key!r} is not a stream setting",
                                   f"did you mean {close[0]!r}?" if close else "see help(nbnats.add_stream)")
         cfg[key] = value
@@ -179,10 +204,14 @@ def add_stream(name: str, subjects: str | list[str] | None = None, *, max_msgs: 
     file or memory. Other server settings (``max_msgs_per_subject``, ``discard``,
     ``description`` …) pass through by their server names. Direct get is on
     (as natscli does), which lets replays read WorkQueue streams quickly.
-    Adding an identical stream again is a no-op.
+    Adding an identical stream again is a no-op. The newer features are
+    flags: ``allow_msg_ttl`` (per-message TTLs, nats-server 2.11+),
+    ``allow_counter`` (counters), ``allow_schedules`` (scheduled messages),
+    ``allow_atomic`` (atomic batches), each 2.12+.
 
     >>> nbnats.add_stream("ORDERS", "orders.>", max_age="7d", dupe_window="2m")   # doctest: +SKIP
     <StreamInfo ORDERS: subjects=orders.>, retention=limits, …>
+    >>> nbnats.add_stream("HITS", "hits.>", allow_counter=True)                   # doctest: +SKIP
     """
     validate.name(name, "stream")
     if subjects is None and not (config.get("mirror") or config.get("sources")):
@@ -193,6 +222,7 @@ def add_stream(name: str, subjects: str | list[str] | None = None, *, max_msgs: 
                                        storage=storage, replicas=replicas, retention=retention,
                                        dupe_window=dupe_window))
     conn = current(connection)
+    check_flags(conn, cfg)
 
     async def add():
         try:
@@ -227,6 +257,7 @@ def edit_stream(name: str, subjects: str | list[str] | None = None, connection: 
     validate.name(name, "stream")
     conn = current(connection)
     wanted = _config(name, subjects, changes)
+    check_flags(conn, wanted)
 
     async def edit():
         info = await api.request(conn, f"STREAM.INFO.{name}", None, what=f"reading stream {name!r}", stream=name)

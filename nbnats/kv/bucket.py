@@ -17,6 +17,7 @@ see :mod:`nbnats.kv.frame`; the bucket's stream, listing and removal:
 from __future__ import annotations
 
 import html
+import time
 from typing import Any
 
 import pandas as pd
@@ -416,6 +417,44 @@ class KV:
         return KVEditor(self, page_size=page_size)
 
     # -- the bucket itself
+    def compact(self, older_than: Any = "30m") -> pd.DataFrame:
+        """Reclaim the space of deleted keys (natscli's ``kv compact``); returns the keys compacted.
+
+        Each deleted or purged key loses the revisions it still keeps; its
+        delete marker goes too when older than ``older_than`` (``"30m"``, as
+        nats.go; ``0`` removes every marker), else it stays so watchers see
+        the delete. Columns: key, operation, revision, created, marker_removed.
+
+        >>> kv.compact()   # doctest: +SKIP
+        """
+        keep_younger = units.nanos(older_than, "older_than") or 0
+
+        async def go():
+            rows = await self.read_rows(">", headers_only=True)
+            now = time.time_ns()
+            done = []
+            for key, revision, ts, _, headers in rows:
+                op = operation(headers)
+                if op == "PUT":
+                    continue
+                body: dict[str, Any] = {"filter": self.prefix + key}
+                young = bool(keep_younger) and now - ts < keep_younger
+                if young:
+                    body["keep"] = 1
+                await api.request(self.conn, f"STREAM.PURGE.{self.stream}", body, stream=self.stream,
+                                  what=f"compacting {key!r} in bucket {self.bucket!r}")
+                done.append((key, op, revision, ts, not young))
+            return done
+
+        done = self._run(go(), f"compacting bucket {self.bucket!r}", 300)
+        df = pd.DataFrame({"key": pd.Series([d[0] for d in done], dtype=object),
+                           "operation": pd.Series([d[1] for d in done], dtype=object),
+                           "revision": pd.array([d[2] for d in done], dtype="Int64"),
+                           "created": pd.to_datetime(pd.Series([d[3] for d in done], dtype="int64"), unit="ns",
+                                                     utc=True),
+                           "marker_removed": pd.Series([d[4] for d in done], dtype=bool)})
+        return df.sort_values("key", ignore_index=True)
+
     def info(self) -> dict:
         """The bucket's settings and size: bucket, values, bytes, history, ttl, replicas, storage …
 

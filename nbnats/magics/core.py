@@ -106,18 +106,26 @@ def _close(a, ctx):
       arg("--count", type=int, default=1, help="publish the message N times"),
       arg("--js", action="store_true", help="publish to JetStream and show the ack"),
       arg("--msg-id", default=None, help="Nats-Msg-Id for JetStream de-duplication"),
+      arg("--ttl", default=None, help="expire this message after this long: 10s, 1h, never (server 2.11+; implies --js)"),
+      arg("--schedule", default=None,
+          help="keep it as a schedule: a delay (10s), '@at 2026-12-01T10:00:00Z' (2.12+), '@every 5m' (2.14+)"),
+      arg("--schedule-dest", "--target", dest="schedule_dest", default=None,
+          help="with --schedule: the subject the message is published to when it fires"),
+      arg("--schedule-ttl", default=None, help="with --schedule: the TTL of the message it publishes"),
       arg("--lines", action="store_true", help="with %%nats: each non-empty line is one message"),
       cell=True)
 def _pub(a, ctx):
     headers = headers_from(a.header)
     if ctx.cell is not None and a.body is not None:
         raise NatsError("the body is given twice (on the line and in the cell)", "keep one of them")
+    features = dict(ttl=a.ttl, schedule=a.schedule, schedule_target=a.schedule_dest, schedule_ttl=a.schedule_ttl)
+    js = a.js or a.ttl is not None or a.schedule is not None
     if ctx.cell is not None and a.lines:
-        acks = [nbnats.publish(a.subject, body_from(line), headers=headers, js=a.js, count=a.count)
+        acks = [nbnats.publish(a.subject, body_from(line), headers=headers, js=js, count=a.count, **features)
                 for line in ctx.cell.splitlines() if line.strip()]
-        return pd.DataFrame(acks) if a.js else None
+        return pd.DataFrame(acks) if js else None
     body = body_from(ctx.cell.strip("\n") if ctx.cell is not None else a.body)
-    result = nbnats.publish(a.subject, body, headers=headers, js=a.js, msg_id=a.msg_id, count=a.count)
+    result = nbnats.publish(a.subject, body, headers=headers, js=js, msg_id=a.msg_id, count=a.count, **features)
     if isinstance(result, list):
         return pd.DataFrame(result)
     return result

@@ -28,9 +28,18 @@ _LIMITS = (
 )
 
 
+_FLAGS = (
+    arg("--allow-msg-ttl", action="store_true", default=None, help="messages may carry their own TTL (server 2.11+)"),
+    arg("--allow-counter", action="store_true", default=None, help="subjects are counters (server 2.12+)"),
+    arg("--allow-schedules", action="store_true", default=None, help="messages may be scheduled (server 2.12+)"),
+    arg("--allow-atomic", action="store_true", default=None, help="atomic batch publish (server 2.12+)"),
+)
+
+
 def _limits(a) -> dict:
-    return {k: getattr(a, k) for k in ("max_msgs", "max_bytes", "max_age", "max_msgs_per_subject",
-                                       "max_msg_size", "discard", "dupe_window", "description")}
+    return {k: getattr(a, k, None) for k in ("max_msgs", "max_bytes", "max_age", "max_msgs_per_subject",
+                                             "max_msg_size", "discard", "dupe_window", "description",
+                                             "allow_msg_ttl", "allow_counter", "allow_schedules", "allow_atomic")}
 
 
 @verb("stream ls", "every stream: messages, size, sequences, consumers (a DataFrame)")
@@ -40,7 +49,7 @@ def _stream_ls(a, ctx):
 
 @verb("stream add", "create a stream",
       arg("name"), arg("--subjects", required=True, help="subjects to store: 'orders.>' or 'a.*,b.>'"),
-      *_LIMITS,
+      *_LIMITS, *_FLAGS,
       arg("--storage", default="file", help="file or memory"),
       arg("--replicas", type=int, default=1, help="copies kept in a cluster"),
       arg("--retention", default="limits",
@@ -56,7 +65,7 @@ def _stream_info(a, ctx):
 
 
 @verb("stream edit", "change a stream's subjects or limits (others stay as they are)",
-      arg("name"), arg("--subjects", default=None, help="the new full list of subjects"), *_LIMITS,
+      arg("name"), arg("--subjects", default=None, help="the new full list of subjects"), *_LIMITS, *_FLAGS,
       arg("--replicas", type=int, default=None))
 def _stream_edit(a, ctx):
     return js.edit_stream(a.name, a.subjects, replicas=a.replicas, **_limits(a))

@@ -17,7 +17,7 @@ from nbnats.kv import buckets, delete_bucket, kv as open_kv
 from nbnats.magics.core import body_from, duration
 from nbnats.magics.registry import arg, group, verb
 
-group("kv", "key-value buckets: ls, add, rm, put, get, del, purge, history, watch, edit, dump")
+group("kv", "key-value buckets: ls, add, rm, put, get, del, purge, history, watch, edit, dump, compact")
 
 BUCKET = arg("bucket", help="the bucket name")
 def _open(a, wildcards: bool = False):
@@ -132,6 +132,14 @@ def _watch(a, ctx):
     if not a.no_widget:
         display(w.widget)
     return w
+
+
+@verb("kv compact", "reclaim the space of deleted keys (their kept revisions, and markers older than --older-than)",
+      BUCKET, arg("--older-than", default="30m", help="remove delete markers older than this (30m; 0: all)"))
+def _compact(a, ctx):
+    done = _open(a).compact(older_than=a.older_than)
+    print(f"compacted {len(done)} deleted key(s) in {a.bucket!r}")
+    return done
 
 
 @verb("kv edit", "an editor: keys and values, edit in place, add, delete, history, revert; live",

@@ -18,7 +18,7 @@ from nbnats.objects import delete_object_store, is_parquet, object_stores, objec
 from nbnats.magics.core import duration
 from nbnats.magics.registry import arg, group, verb
 
-group("obj", "the object store: ls, add, rm, put, get, info, seal")
+group("obj", "the object store: ls, add, rm, put, get, info, seal, watch")
 
 BUCKET = arg("bucket", help="the object-store bucket")
 
@@ -103,3 +103,10 @@ def _seal(a, ctx):
 def _info(a, ctx):
     store = objects(a.bucket)
     return store.info(a.name) if a.name else store
+
+
+@verb("obj watch", "follow a bucket's puts and deletes in the background (the changes in the watch's .df)", BUCKET,
+      arg("--updates-only", action="store_true", help="skip the objects already there"),
+      arg("--limit", type=int, default=10_000, help="changes kept (older ones are dropped)"))
+def _watch(a, ctx):
+    return objects(a.bucket).watch(updates_only=a.updates_only, limit=a.limit)

@@ -254,6 +254,17 @@ class ObjectStore:
         df["modified"] = pd.to_datetime(df["modified"], utc=True)
         return df.sort_values("name", ignore_index=True)
 
+    def watch(self, updates_only: bool = False, limit: int = 10_000):
+        """Follow puts and deletes live in the background: ``w.df`` of the changes, ``w.stop()``.
+
+        It starts with each object's current metadata (``updates_only=True``:
+        nothing old); listed by ``nbnats.background.pieces()``.
+
+        >>> w = ob.watch()   # doctest: +SKIP
+        """
+        from nbnats.objects.watch import start_watch
+        return start_watch(self, updates_only=updates_only, limit=limit)
+
     def status(self) -> dict:
         """The bucket's settings and size: bucket, bytes, messages, ttl, replicas, storage, sealed …
 
