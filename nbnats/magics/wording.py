@@ -18,6 +18,12 @@ _Q = r"'([^']+)'"
 TABLE: list[tuple[str, str]] = [
     (r"nbnats\.add_stream\(" + _Q + r", subjects=(?:\.\.\.|'([^']+)')\)", r"%nats stream add \1 --subjects \2"),
     (r"nbnats\.edit_stream\(" + _Q + r", \.\.\.\)", r"%nats stream edit \1 …"),
+    (r"nbnats\.edit_stream\(" + _Q + r", allow_(\w+)=True\)",
+     lambda m: f"%nats stream edit {m.group(1)} --allow-{m.group(2).replace('_', '-')}"),
+    (r"\ballow_(msg_ttl|counter|schedules|atomic)=True", lambda m: "--allow-" + m.group(1).replace("_", "-")),
+    (r"nbnats\.counter_incr\(" + _Q + r"\)", r"%nats counter incr \1"),
+    (r"nbnats\.counters\(" + _Q + r"\)", r"%nats counter ls \1"),
+    (r"\bschedule_target=", "--schedule-dest "),
     (r"nbnats\.delete_stream\(" + _Q + r"\)", r"%nats stream rm \1"),
     (r"nbnats\.streams\(\)", "%nats stream ls"),
     (r"nbnats\.stream_info\(" + _Q + r"\)", r"%nats stream info \1"),
