@@ -9,7 +9,7 @@ import nbnats
 from nbnats.magics.registry import arg, group, verb
 from nbnats.runtime import session
 
-group("server", "the bundled nats-server: start, stop, info, context, url")
+group("server", "the bundled nats-server (start, stop, info, context, url) and every server's reports: report, ls, ping, check")
 
 
 @verb("server start", "start the bundled nats-server and connect to it",
