@@ -1,7 +1,10 @@
 """A real browser: JupyterLab in Debian's headless Chromium, driven by Playwright.
 
 It runs the quickstart as a user would (Run ▸ Run All Cells) and checks what is
-on screen: the tail widget's rows, then an edit saved through the KV editor.
+on screen: the tail widget's rows, then an edit saved through the KV editor, then
+the live views' columns (tail view, stream browser, KV watch): a header click
+sorts, a row click shows the row's JSON, hostile payloads stay text, in the
+light and the dark theme.
 Screenshots land in ``artifacts/browser/`` (gitignored; CI keeps them).
 Chromium is ``/usr/bin/chromium`` (``apt-get install chromium``); no browser
 is ever downloaded.
@@ -140,3 +143,105 @@ def test_kv_editor_saves_an_edit(browser_lab, connected, uid):
         assert entry.value == edited and entry.revision == 2
     finally:
         _shot(page, "kv-editor")
+
+
+HOSTILE = "<img src=x onerror=alert(1)>"
+
+
+def _views_notebook(path: Path, url: str, uid: str) -> None:
+    cells = [
+        new_code_cell(f"%load_ext nbnats\nimport nbnats\nnbnats.connect({url!r})"),
+        new_code_cell(f"t = nbnats.tail('{uid}.>')\n"
+                      "for i in range(5):\n"
+                      f"    nbnats.publish(f'{uid}.orders.{{i % 2}}', {{'id': i, 'customer': {{'name': f'c{{i}}'}}, "
+                      f"'total': 10.5 - i, 'note': {HOSTILE!r}}}, headers={{'Trace-Id': f't{{i}}'}})\n"
+                      "t.wait(5, timeout=10)\nt.widget"),
+        new_code_cell(f"nbnats.add_stream('S{uid}', ['{uid}s.>'])\n"
+                      "for i in range(5):\n"
+                      f"    nbnats.publish(f'{uid}s.{{i}}', {{'n': i, 'amount': 5 - i}}, js=True)\n"
+                      f"nbnats.view('S{uid}')"),
+        new_code_cell(f"kv = nbnats.kv('b{uid}', create=True)\n"
+                      "kv.put('user.1', {'name': 'ada', 'age': 36})\nkv.put('user.2', {'name': 'bob', 'age': 7})\n"
+                      "w = kv.watch()\nw.wait(2, timeout=10)\nw.widget"),
+    ]
+    nb = new_notebook(cells=cells, metadata={"kernelspec": {"display_name": "Python 3 (ipykernel)",
+                                                            "language": "python", "name": "python3"}})
+    nbformat.write(nb, path)
+
+
+def _sorts_and_shows_json(page, table, column: str, first: str, row: int, json_text: str) -> None:
+    """Click ``column``'s header: ▲ and ``first`` in the first row; click row ``row``: its JSON shows."""
+    headers = table.locator("thead th").all_inner_texts()
+    assert column in headers, f"no column {column!r} in {headers}"
+    table.locator("thead th", has_text=column).first.click()
+    table.locator("thead th", has_text=f"{column} ▲").wait_for(timeout=15_000)
+    index = headers.index(column)
+    cell = table.locator("tbody tr").first.locator("td").nth(index)
+    page.wait_for_function("([el, want]) => el.textContent === want", arg=[cell.element_handle(), first],
+                           timeout=15_000)
+    table.locator("tbody tr").nth(row).click()
+    table.locator("tbody tr.nbnats-sel").nth(0).wait_for(timeout=15_000)
+    table.locator(".nbnats-d pre", has_text=json_text).wait_for(timeout=15_000)
+
+
+def _colours(table) -> dict:
+    return table.locator("table.nbnats-table").evaluate(
+        "el => { const s = getComputedStyle(el); return {color: s.color, background: s.backgroundColor}; }")
+
+
+def _luma(css: str) -> float:
+    r, g, b = (float(x) for x in css[css.index("(") + 1:].rstrip(")").split(",")[:3])
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b
+
+
+def _theme(page, name: str) -> None:
+    page.get_by_role("menuitem", name="Settings", exact=True).click()
+    page.locator(".lm-Menu-item", has_text="Theme").first.hover()
+    page.locator(".lm-Menu-item", has_text=name).first.click()
+    page.wait_for_function("want => document.body.dataset.jpThemeLight === want",
+                           arg="true" if "Light" in name else "false", timeout=15_000)
+
+
+def test_live_views_show_columns_sort_and_row_json(browser_lab, connected, uid):
+    lab, browser = browser_lab
+    page = _new_page(browser)
+    _views_notebook(lab.root / "views.ipynb", nbnats.server_url(secret=True), uid)
+    dark = False
+    try:
+        _open_and_run(lab, page, "views.ipynb", "views")
+        views = page.locator(".jp-OutputArea-output .nbnats-table-view")
+        views.nth(2).locator("tbody tr").nth(1).wait_for(timeout=15_000)
+        tail, stream, kv = views.nth(0), views.nth(1), views.nth(2)
+
+        _sorts_and_shows_json(page, tail, "total", "6.5", 1, '"customer": {')
+        assert tail.locator("img").count() == 0 and HOSTILE in tail.inner_text()    # a payload stays text
+        assert "Trace-Id" in tail.locator(".nbnats-d").inner_text()
+        for name in ("customer.name", "note", "subject", "time"):
+            assert name in tail.locator("thead").inner_text()
+        _sorts_and_shows_json(page, stream, "amount", "1", 0, '"amount": 1')
+        assert "n" in stream.locator("thead th").all_inner_texts()
+        _sorts_and_shows_json(page, kv, "age", "7", 1, '"name": "ada"')
+        assert {"key", "revision", "operation", "name"} <= set(kv.locator("thead th").all_inner_texts())
+
+        light = _colours(tail)
+        assert _luma(light["color"]) < 128 < _luma(light["background"]), light
+        for name, view_ in (("tail", tail), ("stream", stream), ("kv-watch", kv)):
+            view_.scroll_into_view_if_needed()
+            view_.screenshot(path=str(ARTIFACTS / f"views-{name}-light.png"))
+        _theme(page, "JupyterLab Dark")
+        dark = True
+        night = _colours(tail)
+        assert _luma(night["color"]) > 128 > _luma(night["background"]), night
+        for name, view_ in (("tail", tail), ("stream", stream), ("kv-watch", kv)):
+            view_.scroll_into_view_if_needed()
+            view_.screenshot(path=str(ARTIFACTS / f"views-{name}-dark.png"))
+        _shot(page, "views-dark")
+    finally:
+        _shot(page, "views")
+        if dark:
+            _theme(page, "JupyterLab Light")       # the setting is the Lab's: later pages start light
+        for drop in (lambda: nbnats.delete_stream(f"S{uid}"), lambda: nbnats.delete_bucket(f"b{uid}")):
+            try:
+                drop()
+            except Exception:
+                pass

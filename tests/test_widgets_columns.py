@@ -36,7 +36,7 @@ def test_tail_view_columns_are_the_frames_columns(connected, uid):
     nbnats.publish(f"{uid}.c", "plain text")
     nbnats.publish(f"{uid}.d", b"\xff\x00")
     t.wait(4, timeout=5)
-    wait_until(lambda: len(v.table.keys) == 4, 3, "the view drawing the four rows")
+    wait_until(lambda: len(v.table.row_keys) == 4, 3, "the view drawing the four rows")
     df = t.df
     assert v.table.columns == [c for c in df.columns if c != "seq"]          # core rows have no seq
     shown = v.table.frame
@@ -96,7 +96,7 @@ def test_row_click_shows_headers_and_pretty_json(connected, uid):
     t.wait(5, timeout=5)
     v.render()
     assert v.table.value == key and v.table.selected["payload"] == payload
-    assert v.table.keys.index(key) == 4                           # still marked where it is now
+    assert v.table.row_keys.index(key) == 4                           # still marked where it is now
     click(v.table, "row", 0)
     assert v.table.selected["payload"] == {"n": 2}
     v.table.channel.value = "row:99:1:x"                          # junk or a stale click: ignored
@@ -145,12 +145,12 @@ def test_ten_thousand_rows_render_only_the_newest(connected, uid):
     start = time.perf_counter()
     v.render()
     took = time.perf_counter() - start
-    assert len(v.table.keys) == DISPLAY_LIMIT == v.rows.value.count("<tr><td>")
+    assert len(v.table.row_keys) == DISPLAY_LIMIT == v.rows.value.count("<tr><td>")
     assert took < 0.5, f"one redraw of a 10,000-row tail took {took:.3f} s"
     v.filter.value = f"{uid}.nothing"
     start = time.perf_counter()
     v.render()
-    assert time.perf_counter() - start < 0.5 and v.table.keys == []
+    assert time.perf_counter() - start < 0.5 and v.table.row_keys == []
 
 
 @pytest.fixture
@@ -171,13 +171,13 @@ def test_stream_browser_columns_sort_and_row_json(stream, uid):
         assert {"id", "amount", "tag"} <= set(v.rows.columns)
         assert v.rows.frame["id"].tolist() == [0, 1, 2, 3, 4]
         click(v.rows, "sort", v.rows.columns.index("amount"))
-        assert v.rows.keys == [5, 4, 3, 2, 1]                    # seqs by amount, ascending
+        assert v.rows.row_keys == [5, 4, 3, 2, 1]                    # seqs by amount, ascending
         v.rows.select(3)
         assert v.rows.selected["seq"] == 3 and v.rows.selected["payload"] == {"id": 2, "amount": 8, "tag": HOSTILE}
         assert json.loads(v.rows.selected_json)["amount"] == 8 and "t2" in v.detail.value
         assert "<img" not in v.rows.html.value + v.detail.value
         v.next_page()                                            # the sort holds across pages
-        assert v.rows.sort == ("amount", True) and v.rows.keys == [6]
+        assert v.rows.sort == ("amount", True) and v.rows.row_keys == [6]
     finally:
         v.close()
 
@@ -198,14 +198,14 @@ def test_kv_watch_view_columns_and_value_json(connected, uid):
         assert cols[:5] == ["key", "value", "revision", "created", "operation"] and {"name", "age", "tags"} <= set(cols)
         assert sorted(v.table.frame["key"]) == ["note", "user.1", "user.2"]          # newest per key
         v.table.sort_by("age", ascending=False)
-        assert [k for k, _ in v.table.keys][:2] == ["user.1", "user.2"]
+        assert [k for k, _ in v.table.row_keys][:2] == ["user.1", "user.2"]
         assert v.table.frame.loc[v.table.frame["key"] == "user.1", "age"].tolist() == [37]
         click(v.table, "row", 0)
         assert v.table.selected["key"] == "user.1" and v.table.selected["payload"] == {"name": "ada", "age": 37}
         assert json.loads(v.table.selected_json) == {"name": "ada", "age": 37} and "revision" in v.detail.value
         v.mode.value = "log"
         v.render()
-        assert len(v.table.keys) == 4 and "<th title='sort by age'>age ▼</th>" in v.rows.value
+        assert len(v.table.row_keys) == 4 and "<th title='sort by age'>age ▼</th>" in v.rows.value
         w.stop()
     finally:
         delete_bucket(f"w{uid}")

@@ -11,7 +11,7 @@ theme works.
 
 >>> t = Table()
 >>> t.show(pd.DataFrame({"subject": ["a", "b"], "n": [2, 1]}), keys=["k1", "k2"])
->>> t.sort_by("n"); t.keys
+>>> t.sort_by("n"); t.row_keys
 ['k2', 'k1']
 >>> t.select("k1"); t.selected["subject"]
 'a'
@@ -126,7 +126,7 @@ class Table(w.VBox):
 
     ``show(frame, keys)`` draws it (``keys`` identify the rows across redraws);
     ``sort_by(column)`` sorts (again: the other way), ``select(key)`` shows a
-    row's JSON. Read back: ``columns``, ``keys`` (rows in the order drawn),
+    row's JSON. Read back: ``columns``, ``row_keys`` (rows in the order drawn),
     ``drawn`` (the frame in that order), ``sort`` (column, ascending), ``value`` (the selected key), ``selected``
     (the selected row as a dict: its fields, ``headers`` and ``payload``),
     ``selected_json`` (the payload as indented JSON). ``detail`` maps
@@ -148,7 +148,7 @@ class Table(w.VBox):
         self._payload, self._info, self.on_change = detail, info, on_change
         self._lock = threading.RLock()
         self.frame = pd.DataFrame()
-        self.keys: list = []
+        self.row_keys: list = []
         self.sort: tuple[str | None, bool] = (None, True)
         self.selected: dict | None = None
         self._gen = 0
@@ -254,11 +254,11 @@ class Table(w.VBox):
 
     def _draw(self) -> None:
         rows = self._ordered()
-        self.keys = self._ordered_keys(rows)
+        self.row_keys = self._ordered_keys(rows)
         self._gen += 1
-        self._drawn[self._gen] = (self.columns, self.keys)
+        self._drawn[self._gen] = (self.columns, self.row_keys)
         self._drawn.pop(self._gen - _GENERATIONS, None)
-        self.html.value = table_html(rows, self.sort, self.keys, self.value, self._gen)
+        self.html.value = table_html(rows, self.sort, self.row_keys, self.value, self._gen)
 
 
 def table_html(rows: pd.DataFrame, sort: tuple[str | None, bool] = (None, True), keys: list | None = None,
