@@ -23,12 +23,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from nbnats.data import frames, validate
+from nbnats.data import frames, outputs, validate
 from nbnats.data.packed import Packed
-from nbnats.data.units import parse_time, to_ns
+from nbnats.data.units import parse_time, seconds, to_ns
 from nbnats.engine import api, bulk
 from nbnats.engine.bulk import Plan, Sink, read_by_consumer, read_by_get, read_direct
 from nbnats.errors import JetStreamError, NotFound, Timeout, ValidationError
+from nbnats.jetstream import dataset
 from nbnats.jetstream.streams import check_filters, subjects_list
 from nbnats.runtime import loop
 from nbnats.runtime.connection import Connection, current
@@ -43,7 +44,8 @@ class ReplayWarning(UserWarning):
 def replay(stream: str, subject: str | list[str] | None = None, since: Any = None, start_seq: int | None = None,
            until: Any = None, limit: int | None = None, *, end_seq: int | None = None,
            decode: bool | Callable[[bytes], Any] | None = None, progress: bool | None = None,
-           timeout: float = 10.0, connection: str | None = None) -> pd.DataFrame:
+           timeout: Any = 10.0, connection: str | None = None, output: str = "pandas",
+           to: str | None = None, resume: bool = False) -> Any:
     """Read ``stream`` into the standard frame, as it was when the replay began.
 
     Filters: ``subject`` (one pattern or a list), ``start_seq``/``end_seq``
@@ -71,8 +73,16 @@ def replay(stream: str, subject: str | list[str] | None = None, since: Any = Non
     if decode is not None and decode is not False and not callable(decode):
         raise ValidationError(f"decode must be None, False or a function, not {decode!r}",
                               "pass decode=False to keep raw bytes")
+    outputs.check(output)
+    timeout = seconds(timeout, "timeout") or 10.0
     loop._refuse_in_loop()
     conn = current(connection)
+    if to is not None:
+        if decode is not None or output != "pandas":
+            raise ValidationError("a replay to Parquet decodes JSON itself and takes neither decode= nor output=",
+                                  "drop them, or replay into memory and write the frame yourself")
+        return dataset.write(stream, to, plan, conn, resume=resume, timeout=timeout, progress=progress,
+                             reader=_read)
     sink = Sink()
     fut = loop.submit(_read(conn, plan, sink, timeout))
     bar, shown = None, 0
@@ -101,7 +111,7 @@ def replay(stream: str, subject: str | list[str] | None = None, since: Any = Non
         if bar is not None:
             bar.update(max(0, sink.count - shown))
             bar.close()
-    return _frame(plan, sink, decode)
+    return outputs.as_output(_frame(plan, sink, decode), output)
 
 
 def _checked_plan(stream, subject, since, start_seq, until, end_seq, limit) -> Plan:
@@ -154,7 +164,7 @@ async def _read(conn: Connection, plan: Plan, sink: Sink, stall: float) -> None:
     return await read_by_get(conn, plan, sink, first, stall)
 
 
-def _frame(plan: Plan, sink: Sink, decode) -> pd.DataFrame:
+def _frame(plan: Plan, sink: Sink, decode, warn: bool = True) -> pd.DataFrame:
     seqs = np.concatenate(sink.seqs) if sink.seqs else np.zeros(0, np.int64)
     times = np.concatenate(sink.times) if sink.times else np.zeros(0, np.int64)
     sink.seqs, sink.times = [], []          # the chunks (Arrow memory) are not needed any more
@@ -183,7 +193,7 @@ def _frame(plan: Plan, sink: Sink, decode) -> pd.DataFrame:
     else:
         decoder = decode
     df = frames.build(subjects, times, payloads, headers, seqs, decode=decoder)
-    _report(df, plan, seqs)
+    _report(df, plan, seqs, warn)
     return df
 
 
@@ -191,7 +201,7 @@ def _raw(payload: bytes) -> bytes:
     return payload
 
 
-def _report(df: pd.DataFrame, plan: Plan, seqs: np.ndarray) -> None:
+def _report(df: pd.DataFrame, plan: Plan, seqs: np.ndarray, warn: bool = True) -> None:
     """Fill ``df.attrs`` and warn about a purged start or missing sequences."""
     state = plan.info.get("state", {})
     first_seq, last_seq = state.get("first_seq", 0), state.get("last_seq", 0)
@@ -227,5 +237,5 @@ def _report(df: pd.DataFrame, plan: Plan, seqs: np.ndarray) -> None:
                     reader=plan.path or "none", gaps=gaps, warnings=notes,
                     transport="wire" if plan.path == "consumer" and not plan.notes and bulk.WIRE else "nats-py",
                     notes=list(plan.notes), reconnects=plan.reconnects)
-    for note in notes:
+    for note in notes if warn else ():
         warnings.warn(note, ReplayWarning, stacklevel=4)

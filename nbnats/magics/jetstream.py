@@ -107,12 +107,17 @@ def _stream_view(a, ctx):
       arg("--start-seq", type=int, default=None), arg("--end-seq", type=int, default=None),
       arg("--limit", type=int, default=None, help="the first N messages that match"),
       arg("--raw", action="store_true", help="keep payloads as bytes in a data column"),
-      arg("--no-progress", action="store_true", help="no progress bar"))
+      arg("--no-progress", action="store_true", help="no progress bar"),
+      arg("--output", default=None, choices=("pandas", "arrow", "polars"),
+          help="what to return (default: NatsMagic.output)"),
+      arg("--to", default=None, help="write a Parquet dataset here (a folder or fsspec URL) instead"),
+      arg("--resume", action="store_true", help="with --to: continue after the last sequence written"))
 def _replay(a, ctx):
     subject = a.subject.split(",") if a.subject and "," in a.subject else a.subject
     return replay(a.stream, subject=subject, since=a.since, until=a.until, start_seq=a.start_seq,
                   end_seq=a.end_seq, limit=a.limit, decode=False if a.raw else None,
-                  progress=False if a.no_progress else None)
+                  progress=False if a.no_progress else None, output=a.output or "pandas", to=a.to,
+                  resume=a.resume)
 
 
 @verb("consumer ls", "a stream's consumers: pending, waiting for ack, redelivered", arg("stream"))

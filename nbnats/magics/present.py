@@ -15,9 +15,8 @@ from typing import Any
 
 import pandas as pd
 
+from nbnats.data.outputs import OUTPUTS, as_output
 from nbnats.errors import ValidationError
-
-OUTPUTS = ("pandas", "arrow", "polars")
 
 
 class Shown(pd.DataFrame):
@@ -43,17 +42,12 @@ def present(result: Any, display_limit: int, output: str) -> Any:
     """``result`` as the session's settings want it shown (anything but a plain frame passes through)."""
     if type(result) is not pd.DataFrame:          # listings, infos, tails … display themselves
         return result
-    if output == "arrow":
-        import pyarrow as pa
-        return pa.Table.from_pandas(result, preserve_index=False)
-    if output == "polars":
+    if output != "pandas":
         try:
-            import polars
-        except ModuleNotFoundError:
-            raise ValidationError("NatsMagic.output is 'polars', but polars is not installed",
+            return as_output(result, output)
+        except ValidationError:
+            raise ValidationError(f"NatsMagic.output is {output!r}, but polars is not installed",
                                   "pip install polars, or %config NatsMagic.output = 'pandas'") from None
-        import pyarrow as pa
-        return polars.from_arrow(pa.Table.from_pandas(result, preserve_index=False))
     if display_limit and len(result) > display_limit:
         shown = Shown(result)
         shown.display_limit = display_limit
