@@ -207,7 +207,8 @@ def server_ls(*, timeout: Any = "2s", connection: str | None = None) -> pd.DataF
     """natscli's ``server ls``: one row a server (name, cluster, host, version, jetstream, connections,
     subscriptions, routes, gateways, mem, cpu, cores, slow_consumers, uptime, rtt_ms), by name.
 
-    Needs the system account, as :func:`server_report` does.
+    Needs the system account, as :func:`server_report` does; for a server this
+    process started, ``connections`` counts the report's own short-lived client too.
 
     >>> nbnats.server_ls()[["name", "version", "connections", "uptime"]]   # doctest: +SKIP
     """
