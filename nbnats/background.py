@@ -22,6 +22,15 @@ COLUMNS = ["id", "kind", "target", "state", "count", "dropped", "errors", "rate"
 services = importlib.import_module("nbnats.services")     # nbnats.services is also a function
 _micro_ids: dict[int, str] = {}        # id(MicroService) → "m1", given when first listed
 _next_micro = itertools.count(1)
+_registered: dict[str, object] = {}    # pieces that list themselves (lag recorders …), by id
+
+
+def register(piece) -> None:
+    """List ``piece`` here: it has ``id``, ``row()`` (a dict of :data:`COLUMNS`), ``running`` and ``stop()``.
+
+    >>> nbnats.background.register(recorder)   # doctest: +SKIP
+    """
+    _registered[piece.id] = piece
 
 
 def _tails() -> list[dict]:
@@ -79,7 +88,7 @@ def pieces() -> pd.DataFrame:
 
     >>> nbnats.background.pieces()   # doctest: +SKIP
     """
-    rows = _tails() + _responders() + _micro_services() + _workers()
+    rows = _tails() + _responders() + _micro_services() + _workers() + [p.row() for p in list(_registered.values())]
     df = pd.DataFrame(rows, columns=COLUMNS)
     for col in ("count", "dropped", "errors"):
         df[col] = df[col].astype("Int64")
@@ -92,6 +101,9 @@ def stop(piece_id: str) -> None:
 
     >>> nbnats.background.stop("w1")   # doctest: +SKIP
     """
+    if piece_id in _registered:
+        _registered[piece_id].stop()
+        return
     if piece_id.startswith("w"):
         for w in worker.workers():
             if w.id == piece_id:
@@ -117,7 +129,7 @@ def stop_all() -> int:
     >>> nbnats.background.stop_all()   # doctest: +SKIP
     3
     """
-    running = [w for w in worker.workers() if w.running]
+    running = [w for w in worker.workers() if w.running] + [p for p in list(_registered.values()) if p.running]
     for w in running:
         w.stop()
     return len(running) + session.stop_all()

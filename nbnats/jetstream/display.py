@@ -6,13 +6,16 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from html import escape
 from typing import Any
 
+import numpy as np
 import orjson
 import pandas as pd
 
 from nbnats.data.payload import Message
+from nbnats.data.values import is_missing
 from nbnats.data.units import human_bytes, human_count, human_duration, parse_time
 from nbnats.engine.get import Stored
 
@@ -47,6 +50,65 @@ def pretty(data: bytes, limit: int = 20_000) -> str:
         return data.decode("utf-8")[:limit]
     except UnicodeDecodeError:
         return " ".join(f"{b:02x}" for b in data[: limit // 3])
+
+
+def _kind(v: Any) -> type | None:
+    if is_missing(v):
+        return None
+    if isinstance(v, (bool, np.bool_)):
+        return bool
+    if isinstance(v, (int, np.integer)):
+        return int
+    if isinstance(v, (float, np.floating)):
+        return float
+    if isinstance(v, str):
+        return str
+    if isinstance(v, (pd.Timestamp, datetime)):
+        return datetime
+    if isinstance(v, (pd.Timedelta, timedelta)):
+        return timedelta
+    return object
+
+
+_DTYPES = {frozenset({bool}): "boolean", frozenset({int}): "Int64", frozenset({float}): "Float64",
+           frozenset({int, float}): "Float64", frozenset({str}): "string"}
+
+
+def typed_column(values: Any) -> pd.Series | pd.api.extensions.ExtensionArray:
+    """One listing column with one missing marker: Int64, Float64, boolean, string, UTC datetime or
+    timedelta with pd.NA/NaT; lists, dicts and mixed values stay objects with None.
+
+    >>> typed_column([1, None]).dtype, typed_column(["a", float("nan")]).dtype, typed_column([[1], None]).dtype
+    (Int64Dtype(), <StringDtype(na_value=<NA>)>, dtype('O'))
+    """
+    values = list(values)
+    kinds = {_kind(v) for v in values}
+    kinds.discard(None)
+    dtype = _DTYPES.get(frozenset(kinds))
+    if dtype is not None:
+        return pd.array([None if is_missing(v) else v for v in values], dtype=dtype)
+    if kinds == {datetime}:
+        return pd.to_datetime(pd.Series([None if is_missing(v) else v for v in values], dtype=object), utc=True)
+    if kinds == {timedelta}:
+        return pd.to_timedelta(pd.Series([None if is_missing(v) else v for v in values], dtype=object))
+    out = np.empty(len(values), dtype=object)        # element by element: a list stays one cell
+    for i, v in enumerate(values):
+        out[i] = None if _kind(v) is None else v
+    return out
+
+
+def listing(rows: list[dict] | pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """A listing frame (``nbnats.streams()``, ``buckets()``, ``tails()`` …) from rows, each column
+    typed by :func:`typed_column`, so no column mixes NaN and None and every frame writes Parquet.
+
+    >>> df = listing([{"name": "a", "n": 1}, {"name": "b", "n": None}], ["name", "n", "created"])
+    >>> df.dtypes.astype(str).tolist(), df["n"].tolist()
+    (['string', 'Int64', 'object'], [1, <NA>])
+    """
+    if isinstance(rows, pd.DataFrame):
+        rows = rows.to_dict(orient="records")
+    return pd.DataFrame({c: typed_column([r.get(c) for r in rows]) for c in columns},
+                        index=pd.RangeIndex(len(rows)))
 
 
 class _Listing(pd.DataFrame):
@@ -138,6 +200,13 @@ class ConsumerInfo(dict):
     num_ack_pending = property(lambda self: self.get("num_ack_pending", 0))
     num_redelivered = property(lambda self: self.get("num_redelivered", 0))
     durable = property(lambda self: bool(self["config"].get("durable_name")))
+    paused = property(lambda self: bool(self.get("paused")))
+
+    @property
+    def pause_until(self) -> pd.Timestamp | None:
+        """When a paused consumer delivers again (None when it is not paused)."""
+        ns = parse_time(self["config"].get("pause_until")) if self.paused else None
+        return None if ns is None else pd.Timestamp(ns, unit="ns", tz="UTC")
 
     def rows(self) -> list[tuple[str, Any]]:
         c = self["config"]
@@ -156,6 +225,7 @@ class ConsumerInfo(dict):
             ("last delivered seq", f"{(self.get('delivered') or {}).get('stream_seq', 0):,}"),
             ("ack floor seq", f"{(self.get('ack_floor') or {}).get('stream_seq', 0):,}"),
             ("idle timeout", human_duration(c.get("inactive_threshold"))),
+            ("paused", f"yes, until {_when(self.pause_until)}" if self.paused else "no"),
         ]
 
     def _repr_html_(self) -> str:

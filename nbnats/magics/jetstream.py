@@ -13,8 +13,9 @@ from nbnats.widgets import stream_view
 
 from nbnats.magics.registry import MagicUsageError, arg, group, verb
 
-group("stream", "JetStream streams: ls, add, info, edit, rm, purge, get, view")
-group("consumer", "JetStream consumers: ls, add, info, next, rm")
+group("stream", "JetStream streams: ls, add, info, edit, rm, purge, get, view, report, subjects, find, rmm, copy, "
+      "seal, gaps, backup, restore, state")
+group("consumer", "JetStream consumers: ls, add, info, next, rm, edit, report, pause, resume, unpin, reset, graph, sub")
 
 _LIMITS = (
     arg("--max-msgs", type=int, default=None, help="keep at most N messages"),
