@@ -102,17 +102,22 @@ async def _remove(conn, name: str, seqs: list[int]) -> None:
                                for s in seqs[i:i + WINDOW]))
 
 
+async def _refuse_existing(conn, name: str, subjects: list[str]) -> None:
+    """Refuse a stream name in use, or subjects another stream stores, before anything is written."""
+    try:
+        await api.request(conn, f"STREAM.INFO.{name}", None, what=f"looking up stream {name!r}")
+    except NotFound:
+        pass
+    else:
+        raise Conflict(f"stream {name!r} already exists, so nothing was written (it is unchanged)",
+                       f"pick another name, or remove it first with nbnats.delete_stream({name!r})")
+    await _check_overlap(conn, name, subjects)
+
+
 def _create(conn, name: str, cfg: dict) -> None:
     """Create ``name`` taking only its staging subject, refusing an existing stream (nothing changed)."""
     async def create():
-        try:
-            await api.request(conn, f"STREAM.INFO.{name}", None, what=f"looking up stream {name!r}")
-        except NotFound:
-            pass
-        else:
-            raise Conflict(f"stream {name!r} already exists, so nothing was written (it is unchanged)",
-                           f"pick another name, or remove it first with nbnats.delete_stream({name!r})")
-        await _check_overlap(conn, name, cfg.get("subjects") or [])
+        await _refuse_existing(conn, name, cfg.get("subjects") or [])
         staged = {k: v for k, v in cfg.items() if k not in ("mirror", "sources", "subject_transform")}
         await api.request(conn, f"STREAM.CREATE.{name}", {**staged, **_staging(name), "name": name},
                           what=f"adding stream {name!r}", stream=name)
@@ -217,14 +222,7 @@ def copy_stream(source: str, destination: str, with_data: bool = False,
         cfg["subjects"] = []
     if not with_data:
         async def create():
-            try:
-                await api.request(conn, f"STREAM.INFO.{destination}", None, what=f"looking up stream {destination!r}")
-            except NotFound:
-                pass
-            else:
-                raise Conflict(f"stream {destination!r} already exists, so nothing was copied (it is unchanged)",
-                               f"pick another name, or remove it first with nbnats.delete_stream({destination!r})")
-            await _check_overlap(conn, destination, wanted)
+            await _refuse_existing(conn, destination, wanted)
             return await api.request(conn, f"STREAM.CREATE.{destination}", cfg, what=f"adding stream {destination!r}",
                                      stream=destination)
 
