@@ -27,8 +27,8 @@ from nbnats.data import payload as payload_mod
 from nbnats.data.payload import Message, encode
 from nbnats.engine import api
 from nbnats.engine import publish as engine_publish
-from nbnats.errors import (JetStreamError, NatsError, NoResponders, NotConnected, NotFound, ServiceError, Timeout,
-                           ValidationError)
+from nbnats.errors import (JetStreamError, NatsError, NoResponders, NotConnected, NotFound, PayloadTooLarge,
+                           ServiceError, Timeout, ValidationError)
 from nbnats.runtime import connection, loop
 from nbnats.runtime.connection import Connection, current
 from nbnats.schema import hooks as schema_hooks
@@ -390,7 +390,7 @@ def publish_frame(subject: str | None, df, subject_column: str | None = None, he
     for s in set(subjects):
         validate.subject(s, publish=True)
     hdrs = validate.headers(headers)
-    row_headers = _row_headers(df, msg_id, hdrs)
+    row_headers = _row_headers(df, msg_id, hdrs, atomic)
     values = frames.payloads_of(body)
     payloads = [_encode_row(s, v) for s, v in zip(subjects, values)]
     batch_ids = [_batch_id() for _ in range(0, len(payloads), limit)] if atomic else []
@@ -436,7 +436,7 @@ def _batch_id() -> str:
     return uuid.uuid4().hex
 
 
-def _row_headers(df, msg_id: str | None, hdrs: dict | None) -> list[dict | None]:
+def _row_headers(df, msg_id: str | None, hdrs: dict | None, atomic: bool = False) -> list[dict | None]:
     """Each row's headers: the common ones, plus its ``Nats-Msg-Id`` from the ``msg_id`` column."""
     if msg_id is None:
         return [hdrs] * len(df)
@@ -446,6 +446,10 @@ def _row_headers(df, msg_id: str | None, hdrs: dict | None) -> list[dict | None]
         raise ValidationError(f"row {missing.to_numpy().argmax()} has no value in the msg_id column {msg_id!r}",
                               "fill every row's id, or publish without msg_id")
     texts = [str(v.item() if hasattr(v, "item") else v) for v in ids.tolist()]
+    dup = ids.duplicated()
+    if atomic and dup.any():
+        raise ValidationError(f"the msg_id column {msg_id!r} repeats {texts[dup.to_numpy().argmax()]!r}: an atomic "
+                              "batch refuses a message id twice", "give every row its own id")
     validate.headers({"Nats-Msg-Id": t for t in texts[:1]})
     if any(not t.strip() or "\n" in t or "\r" in t for t in texts):
         raise ValidationError(f"a value of the msg_id column {msg_id!r} is empty or spans lines",
@@ -474,7 +478,9 @@ def _publish_atomic(conn: Connection, subjects, payloads, row_headers, limit: in
     from nbnats.progress import progress_bar
 
     api.needs(conn, (2, 12), "atomic publish")
-    stream = loop.run(_atomic_stream(conn, sorted(set(subjects))), api.TIMEOUT + 2, "finding the stream")
+    info = loop.run(_atomic_stream(conn, sorted(set(subjects))), api.TIMEOUT + 2, "finding the stream")
+    stream = info["config"]["name"]
+    _check_msg_size(info, payloads, row_headers, limit)
     bar = progress_bar(len(payloads), f"atomic publish to {stream}", enabled=progress)
     rows: list[dict] = []
     notes: list[str] = []
@@ -543,7 +549,20 @@ async def _atomic_stream(conn: Connection, subjects: list[str]) -> str:
     if not info["config"].get("allow_atomic"):
         raise JetStreamError(f"stream {name!r} does not allow atomic publish",
                              f"turn it on with nbnats.edit_stream({name!r}, allow_atomic=True)")
-    return name
+    return info
+
+
+def _check_msg_size(info: dict, payloads, row_headers, limit: int) -> None:
+    """Refuse, before sending, a row over the stream's max_msg_size (a batch would fail as "incomplete")."""
+    most = info["config"].get("max_msg_size") or -1
+    if most < 0:
+        return
+    for i, (p, h) in enumerate(zip(payloads, row_headers)):
+        n = len(p) + validate.header_block_size(engine_publish.batch_headers("0" * 32, i % limit + 1, True, h))
+        if n > most:
+            raise PayloadTooLarge(f"row {i} is {n:,} bytes with its headers, over the max_msg_size of stream "
+                                  f"{info['config']['name']!r} ({most:,} bytes); nothing was sent",
+                                  "shorten the row, or raise the stream's max_msg_size")
 
 
 def _encode_row(subject: str, value: Any) -> bytes:

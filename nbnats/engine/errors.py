@@ -83,7 +83,8 @@ TABLE: dict[int, _Row] = {
             "turn it on with nbnats.edit_stream({stream!r}, allow_atomic=True)"),
     10176: (JetStreamError, "the atomic batch was incomplete, so none of it was stored", "publish it again"),
     10199: (JetStreamError, "the atomic batch is larger than the server allows ({text})", "send smaller batches"),
-    10201: (Conflict, "the atomic batch holds a message id twice ({text})", "give every row its own msg_id"),
+    10201: (Conflict, "the atomic batch repeats a message id (twice in it, or one the stream already stored within "
+            "its duplicate window), so none of it was stored", "publish only the rows not yet stored"),
     10210: (JetStreamError, "too many atomic batches are open on the server right now", "try again shortly"),
     10188: (JetStreamError, "stream {stream!r} does not allow scheduled messages", "create it with allow_schedules=True"),
     10189: (ValidationError, "the schedule is not a pattern the server knows ({text})", "use '@at 2026-12-01T10:00:00Z'"),

@@ -24,7 +24,7 @@ from nbnats.runtime.connection import Connection, current
 from nbnats.engine import api
 from nbnats.engine.get import get as get_stored
 from nbnats.errors import JetStreamError, NotFound, ValidationError
-from nbnats.jetstream.display import StreamInfo, StreamList, StreamMessage, stored_message
+from nbnats.jetstream.display import StreamInfo, StreamList, StreamMessage, listing, stored_message
 from nbnats.data.units import count, nanos, parse_time, size
 RETENTION = ("limits", "interest", "workqueue")
 STORAGE = ("file", "memory")
@@ -135,7 +135,7 @@ def streams(connection: str | None = None) -> StreamList:
                      "replicas": c.get("num_replicas", 1), "max_age": (c.get("max_age") or 0) / 1e9})
     cols = ["name", "subjects", "messages", "bytes", "first_seq", "last_seq", "consumers", "created",
             "retention", "storage", "replicas", "max_age"]
-    df = pd.DataFrame(rows, columns=cols)
+    df = listing(rows, cols)
     df["created"] = pd.to_datetime(df["created"].astype("Int64"), unit="ns", utc=True)
     return StreamList(df.sort_values("name", ignore_index=True))
 
@@ -167,6 +167,9 @@ def _config(name: str, subjects: Any, options: dict, fields: set[str] = _STREAM_
             if not isinstance(value, bool):
                 raise ValidationError(f"{key} must be True or False, not {value!r}", f"pass {key}=True")
             cfg[server_key] = value
+    if cfg.get("allow_msg_counter") and (cfg.get("allow_msg_ttl") or cfg.get("allow_msg_schedules")):
+        raise ValidationError("a counter stream cannot also allow per-message TTLs or schedules (the server refuses it)",
+                              "keep the counters in a stream of their own: allow_counter=True alone")
     if o.get("replicas") is not None:
         cfg["num_replicas"] = count(o.pop("replicas"), "replicas")
     if o.get("dupe_window") is not None:
