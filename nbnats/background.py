@@ -16,6 +16,7 @@ import pandas as pd
 from nbnats import messaging
 from nbnats.errors import NatsError, NotFound
 from nbnats.jetstream import worker
+from nbnats.jetstream.display import listing
 from nbnats.runtime import session
 
 COLUMNS = ["id", "kind", "target", "state", "count", "dropped", "errors", "rate"]
@@ -89,10 +90,8 @@ def pieces() -> pd.DataFrame:
     >>> nbnats.background.pieces()   # doctest: +SKIP
     """
     rows = _tails() + _responders() + _micro_services() + _workers() + [p.row() for p in list(_registered.values())]
-    df = pd.DataFrame(rows, columns=COLUMNS)
-    for col in ("count", "dropped", "errors"):
-        df[col] = df[col].astype("Int64")
-    df["rate"] = df["rate"].astype("Float64")
+    df = listing(rows, COLUMNS)
+    df["rate"] = df["rate"].astype("Float64")          # a piece may count its rate in whole numbers
     return df
 
 

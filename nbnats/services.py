@@ -21,6 +21,7 @@ from nbnats.runtime import loop
 from nbnats.data import validate
 from nbnats.runtime.connection import current
 from nbnats.errors import NatsError, NotFound
+from nbnats.jetstream.display import listing
 from nbnats.messaging import gather
 from nbnats.data.payload import Message, encode
 
@@ -51,8 +52,8 @@ def services(wait: float = 0.5, connection: str | None = None) -> pd.DataFrame:
     rows = [{"name": i.get("name"), "id": i.get("id"), "version": i.get("version"),
              "description": i.get("description", ""),
              "endpoints": [e.get("subject") for e in i.get("endpoints") or []],
-             "metadata": i.get("metadata") or {}} for i in _ask("INFO", None, wait, connection)]
-    df = pd.DataFrame(rows, columns=["name", "id", "version", "description", "endpoints", "metadata"])
+             "metadata": i.get("metadata") or None} for i in _ask("INFO", None, wait, connection)]
+    df = listing(rows, ["name", "id", "version", "description", "endpoints", "metadata"])
     return df.sort_values(["name", "id"], ignore_index=True)
 
 
@@ -77,8 +78,8 @@ def service_stats(name: str | None = None, wait: float = 0.5, connection: str | 
                          "errors": ep.get("num_errors", 0),
                          "avg_ms": (ep.get("average_processing_time") or 0) / 1e6,
                          "last_error": ep.get("last_error") or ""})
-    return pd.DataFrame(rows, columns=["name", "id", "endpoint", "subject", "requests", "errors",
-                                       "avg_ms", "last_error"])
+    return listing(rows, ["name", "id", "endpoint", "subject", "requests", "errors",
+                          "avg_ms", "last_error"])
 
 
 class MicroService:

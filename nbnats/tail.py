@@ -29,6 +29,7 @@ from nbnats.engine.ordered import OrderedConsumer
 from nbnats.runtime import connection, loop
 from nbnats.runtime.connection import Connection, current
 from nbnats.errors import NotFound, Timeout, ValidationError
+from nbnats.jetstream.display import listing
 
 log = logging.getLogger("nbnats")
 
@@ -475,8 +476,7 @@ def tails() -> pd.DataFrame:
     rows = [{"id": t.id, "subject": t.subject, "queue": t.queue, "stream": t.stream,
              "running": t.running, "count": t.count, "kept": t.kept, "dropped": t.dropped,
              "rate": round(t.rate, 1)} for t in _tails.values()]
-    return pd.DataFrame(rows, columns=["id", "subject", "queue", "stream", "running", "count",
-                                       "kept", "dropped", "rate"])
+    return listing(rows, ["id", "subject", "queue", "stream", "running", "count", "kept", "dropped", "rate"])
 
 
 def get(tail_id: str) -> Tail:

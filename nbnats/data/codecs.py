@@ -397,9 +397,11 @@ def ls() -> pd.DataFrame:
     >>> "msgpack" in ls()["codec"].tolist()
     True
     """
+    from nbnats.jetstream.display import listing      # the one listing typer (a higher layer)
+
     rows = [{"codec": c.name, "description": c.description, "encodes": c._encode is not None,
              "patterns": [p for p, pc in _patterns if pc is c]} for c in _codecs.values()]
-    return pd.DataFrame(rows, columns=["codec", "description", "encodes", "patterns"])
+    return listing(rows, ["codec", "description", "encodes", "patterns"])
 
 
 def reset() -> None:

@@ -15,7 +15,7 @@ from nbnats.data import validate
 from nbnats.data.units import count, nanos, parse_time, rfc3339, to_ns
 from nbnats.engine import api
 from nbnats.errors import JetStreamError, ValidationError
-from nbnats.jetstream.display import ConsumerInfo, ConsumerList
+from nbnats.jetstream.display import ConsumerInfo, ConsumerList, listing
 from nbnats.jetstream.streams import _run, check_filters, subjects_list
 from nbnats.runtime.connection import current
 
@@ -60,7 +60,7 @@ def consumers(stream: str, connection: str | None = None) -> ConsumerList:
                      "ack_wait": (cfg.get("ack_wait") or 0) / 1e9, "created": parse_time(c.get("created"))})
     cols = ["name", "durable", "kind", "filter", "ack", "deliver", "pending", "ack_pending", "redelivered",
             "delivered_seq", "ack_floor", "ack_wait", "created"]
-    df = pd.DataFrame(rows, columns=cols)
+    df = listing(rows, cols)
     df["created"] = pd.to_datetime(df["created"].astype("Int64"), unit="ns", utc=True)
     return ConsumerList(df.sort_values("name", ignore_index=True))
 

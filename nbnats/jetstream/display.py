@@ -88,7 +88,8 @@ def typed_column(values: Any) -> pd.Series | pd.api.extensions.ExtensionArray:
     if dtype is not None:
         return pd.array([None if is_missing(v) else v for v in values], dtype=dtype)
     if kinds == {datetime}:
-        return pd.to_datetime(pd.Series([None if is_missing(v) else v for v in values], dtype=object), utc=True)
+        return pd.to_datetime(pd.Series([None if is_missing(v) else v for v in values], dtype=object),
+                              utc=True).astype("datetime64[ns, UTC]")
     if kinds == {timedelta}:
         return pd.to_timedelta(pd.Series([None if is_missing(v) else v for v in values], dtype=object))
     out = np.empty(len(values), dtype=object)        # element by element: a list stays one cell

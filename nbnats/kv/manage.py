@@ -18,6 +18,7 @@ import pandas as pd
 from nbnats.data import units, validate
 from nbnats.engine import api
 from nbnats.errors import JetStreamError, NotFound, ValidationError
+from nbnats.jetstream.display import listing
 from nbnats.runtime import loop
 from nbnats.runtime.connection import Connection, current
 
@@ -171,8 +172,8 @@ def buckets(connection: str | None = None) -> pd.DataFrame:
     found = loop.run(api.paged(conn, "STREAM.LIST", "streams", what="listing KV buckets"), 30, "listing KV buckets")
     rows = [bucket_row(si) for si in sorted(found, key=lambda si: si["config"]["name"])
             if si["config"]["name"].startswith("KV_")]
-    return pd.DataFrame(rows, columns=["bucket", "values", "bytes", "history", "ttl", "replicas", "storage",
-                                       "max_value_size", "direct", "description", "created"])
+    return listing(rows, ["bucket", "values", "bytes", "history", "ttl", "replicas", "storage",
+                          "max_value_size", "direct", "description", "created"])
 
 
 def delete_bucket(bucket: str, connection: str | None = None) -> None:

@@ -15,6 +15,7 @@ from nbnats.data import units, validate
 from nbnats.engine import api
 from nbnats.errors import NotFound, ValidationError
 from nbnats.objects.meta import no_bucket, store_row, stream_info, stream_name
+from nbnats.jetstream.display import listing
 from nbnats.objects.store import ObjectStore
 from nbnats.runtime import loop
 from nbnats.runtime.connection import current
@@ -85,7 +86,7 @@ def object_stores(connection: str | None = None) -> pd.DataFrame:
     infos = loop.run(api.paged(conn, "STREAM.LIST", "streams", what="listing object stores"), 30,
                      "listing object stores")
     rows = [store_row(si) for si in infos if (si.get("config") or {}).get("name", "").startswith("OBJ_")]
-    return pd.DataFrame(rows, columns=COLUMNS).sort_values("bucket", ignore_index=True)
+    return listing(rows, COLUMNS).sort_values("bucket", ignore_index=True)
 
 
 def delete_object_store(bucket: str, connection: str | None = None) -> None:

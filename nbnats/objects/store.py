@@ -26,6 +26,7 @@ from nbnats.objects import meta as m
 from nbnats.objects.meta import ObjectInfo, check_name
 from nbnats.objects.sources import open_source, read_frame
 from nbnats.objects.transfer import receive, write_chunks
+from nbnats.jetstream.display import listing
 from nbnats.progress import progress_bar
 from nbnats.runtime import loop
 from nbnats.runtime.connection import Connection, current
@@ -250,7 +251,7 @@ class ObjectStore:
             if deleted or not info.deleted:
                 infos.append(info.as_dict())
         cols = LS_COLUMNS + (["deleted"] if deleted else [])
-        df = pd.DataFrame(infos, columns=LS_COLUMNS + ["deleted"])[cols]
+        df = listing(infos, cols)
         df["modified"] = pd.to_datetime(df["modified"], utc=True)
         return df.sort_values("name", ignore_index=True)
 

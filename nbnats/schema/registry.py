@@ -43,6 +43,7 @@ from nbnats.kv.frame import KV_OP, operation
 from nbnats.kv.manage import open_bucket, stream_info
 from nbnats.runtime import loop
 from nbnats.runtime.connection import Connection, current
+from nbnats.jetstream.display import listing
 from nbnats.schema import hooks as schema_hooks
 from nbnats.schema.documents import _document, _Entry, _sentence, _violation
 from nbnats.schema.inference import _decode_payload, _norm
@@ -272,7 +273,7 @@ def ls(connection: str | None = None) -> pd.DataFrame:
     rows = [{"pattern": e.pattern, "fields": list(e.schema.get("properties", {})),
              "required": list(e.schema.get("required", [])), "revision": e.revision, "updated": e.updated}
             for e in sorted(_all(connection).values(), key=lambda e: e.pattern)]
-    return pd.DataFrame(rows, columns=["pattern", "fields", "required", "revision", "updated"])
+    return listing(rows, ["pattern", "fields", "required", "revision", "updated"])
 
 
 def get(pattern: str, connection: str | None = None) -> dict:
