@@ -123,10 +123,11 @@ def consumer_report(stream: str, connection: str | None = None) -> pd.DataFrame:
     validate.name(stream, "stream")
     conn = current(connection)
     infos = _run(consumer_states(conn, stream, None), f"listing the consumers of {stream!r}")
+    rows = [report_row(c) for c in infos]
     cols = list(report_row({"name": "", "config": {}}))
-    df = pd.DataFrame([report_row(c) for c in infos], columns=cols)
+    df = pd.DataFrame(rows, columns=cols)
     for col in ("last_delivered", "last_acked", "pause_until"):
-        df[col] = pd.to_datetime(pd.array([parse_time(v) for v in df[col]], dtype="Int64"), unit="ns", utc=True)
+        df[col] = pd.to_datetime(pd.array([parse_time(r[col]) for r in rows], dtype="Int64"), unit="ns", utc=True)
     for col in ("name", "leader"):
         df[col] = df[col].astype("string")
     for col in ("pending", "ack_pending", "redelivered", "waiting", "last_delivered_seq", "last_acked_seq"):
@@ -381,6 +382,9 @@ class ConsumerReader:
             return
         before = self.tail.count
         self.tail._on_js_msg(msg, meta)
+        t = self.tail
+        if t.max_count is not None and t.count >= t.max_count:
+            self._stopped = True                 # pull no more: the tail has what it wanted
         if self.ack:
             # recorded: done with it; past the tail's count: hand it back for the next reader
             await answer(self.tail.conn, msg.reply, ACK if self.tail.count > before else NAK, confirm=False)
