@@ -27,7 +27,7 @@ from nbnats.data.payload import encode
 from nbnats.engine import api
 from nbnats.engine.get import get as get_stored
 from nbnats.engine.ordered import read_all
-from nbnats.engine.publish import publish
+from nbnats.engine.publish import publish, ttl_value
 from nbnats.errors import Conflict, JetStreamError, KeyDeleted, NotFound, PayloadTooLarge, ValidationError
 from nbnats.kv.frame import KV_OP, Entry, decode_value, info_table, kv_frame, operation  # noqa: F401
 from nbnats.kv.manage import WAIT, bucket_row, buckets, delete_bucket, kv, stream_info  # noqa: F401
@@ -133,7 +133,7 @@ class KV:
         9
         """
         if ttl is not None:
-            headers = {**(headers or {}), TTL_HEADER: str(int(ttl))}
+            headers = {**(headers or {}), TTL_HEADER: ttl_value(ttl)}
         # the server counts the KV headers (compare-and-set, operation, TTL) against max_payload too
         validate.payload_size(len(data), self.conn.max_payload, f"{self.bucket}/{key}", headers or None)
         try:
