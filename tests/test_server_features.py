@@ -14,7 +14,7 @@ import nbnats
 from faultkit import wait_until
 from nbnats.engine import api
 from nbnats.engine.publish import schedule_pattern
-from nbnats.errors import Conflict, JetStreamError, NatsError, NotFound, PayloadTooLarge, ValidationError
+from nbnats.errors import Conflict, JetStreamError, NotFound, PayloadTooLarge, ValidationError
 from nbnats.jetstream.streams import check_flags
 from nbnats.messaging import BatchSplitWarning
 from nbnats.runtime import server
