@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from html import escape
 from typing import Any
 
 import pandas as pd
@@ -151,8 +152,10 @@ class Batch:
     >>> b.df[["seq", "deliveries"]]; b.ack()              # doctest: +SKIP
     """
 
-    def __init__(self, stream: str, consumer: str, messages: list[FetchedMessage]):
+    def __init__(self, stream: str, consumer: str, messages: list[FetchedMessage], note: str | None = None):
         self.stream, self.consumer, self.messages = stream, consumer, messages
+        self.note = note          # why fewer than asked came back at once (max_ack_pending reached), or None
+        self.ack_limit: int | None = None       # that max_ack_pending, when it cut the batch short
         self._df: pd.DataFrame | None = None
 
     def __len__(self) -> int:
@@ -166,13 +169,13 @@ class Batch:
 
     @property
     def df(self) -> pd.DataFrame:
-        """The standard frame plus ``deliveries``; ``attrs`` has stream, consumer, pending.
+        """The standard frame plus ``deliveries``; ``attrs`` has stream, consumer, pending, note.
 
         >>> b.df[["seq", "deliveries"]]   # doctest: +SKIP
         """
         if self._df is None:
             self._df = frame(self.messages)
-            self._df.attrs.update(stream=self.stream, consumer=self.consumer, pending=self.pending)
+            self._df.attrs.update(stream=self.stream, consumer=self.consumer, pending=self.pending, note=self.note)
         return self._df.copy()
 
     @property
@@ -223,12 +226,15 @@ class Batch:
         return self._answer_all(NAK, timeout, delay=units.seconds(delay, "delay"))
 
     def __repr__(self) -> str:
+        note = f" — {self.note}" if self.note else ""
         return (f"<Batch {self.stream}/{self.consumer}: {len(self)} message(s), "
-                f"{len(self.unanswered)} unanswered, {self.pending} pending>")
+                f"{len(self.unanswered)} unanswered, {self.pending} pending{note}>")
 
     def _repr_html_(self) -> str:
-        return (f"<div><b>{len(self)} message(s)</b> from {self.stream}/{self.consumer} · "
-                f"{len(self.unanswered)} unanswered · {self.pending or 0} pending</div>" + self.df.to_html(index=False))
+        note = f"<div>{escape(self.note)}</div>" if self.note else ""
+        return (f"<div><b>{len(self)} message(s)</b> from {escape(self.stream)}/{escape(self.consumer)} · "
+                f"{len(self.unanswered)} unanswered · {self.pending or 0} pending</div>{note}"
+                + self.df.to_html(index=False))
 
 
 # -- reading a pull consumer ----------------------------------------------------------------
@@ -254,6 +260,15 @@ async def pull_config(conn, stream: str, consumer: str) -> dict:
     >>> (await pull_config(conn, "ORDERS", "billing"))["ack_policy"]   # doctest: +SKIP
     'explicit'
     """
+    return (await pull_info(conn, stream, consumer))["config"]
+
+
+async def pull_info(conn, stream: str, consumer: str) -> dict:
+    """The consumer info of a pull consumer (config and state); a push consumer is refused plainly (loop thread).
+
+    >>> (await pull_info(conn, "ORDERS", "billing"))["num_ack_pending"]   # doctest: +SKIP
+    0
+    """
     info = await api.request(conn, f"CONSUMER.INFO.{stream}.{consumer}", what=f"reading consumer {consumer!r}",
                              stream=stream, consumer=consumer)
     cfg = info["config"]
@@ -261,7 +276,38 @@ async def pull_config(conn, stream: str, consumer: str) -> dict:
         raise JetStreamError(f"consumer {consumer!r} of stream {stream!r} is a push consumer, which delivers to "
                              f"{cfg['deliver_subject']!r} by itself",
                              f"fetch and consume read pull consumers: add one with nbnats.add_consumer({stream!r}, NAME)")
-    return cfg
+    return info
+
+
+def ack_room(info: dict) -> int | None:
+    """How many more messages the consumer may hand out before its max_ack_pending is reached (None: no limit).
+
+    The server holds a pull open, delivering nothing, while that many wait for
+    an ack; so a fetch asks for no more than this and returns at once.
+
+    >>> ack_room({"config": {"ack_policy": "explicit", "max_ack_pending": 2}, "num_ack_pending": 1})
+    1
+    >>> ack_room({"config": {"ack_policy": "none", "max_ack_pending": -1}, "num_ack_pending": 0}) is None
+    True
+    """
+    cfg = info.get("config") or {}
+    limit = cfg.get("max_ack_pending") or 0
+    if cfg.get("ack_policy", "explicit") == "none" or limit <= 0:
+        return None
+    return max(0, limit - (info.get("num_ack_pending") or 0))
+
+
+def full_note(limit: int, got: int, asked: int, acked: bool = False) -> str:
+    """Why a fetch brought fewer than asked at once: the consumer's max_ack_pending.
+
+    >>> full_note(2, 0, 5)
+    "the consumer's max_ack_pending (2) is reached: ack some to get more (0 of 5 delivered)"
+    >>> full_note(2, 2, 5, acked=True)
+    "the consumer's max_ack_pending (2) allowed 2 of 5 at once: these are acked, read again for more"
+    """
+    if acked:
+        return f"the consumer's max_ack_pending ({limit}) allowed {got} of {asked} at once: these are acked, read again for more"
+    return f"the consumer's max_ack_pending ({limit}) is reached: ack some to get more ({got} of {asked} delivered)"
 
 
 async def take(conn, stream: str, consumer: str, count: int, wait: float) -> list:
@@ -282,7 +328,9 @@ def fetch(stream: str, consumer: str, count: int = 1, timeout: Any = 2, connecti
 
     It returns what is ready at once, or waits up to ``timeout`` (``2``,
     ``"500ms"``) for the first; fewer than ``count`` (or none) is not an error.
-    Unanswered messages come back after the consumer's ack wait.
+    When the consumer's ``max_ack_pending`` is reached (that many delivered
+    and not yet acked), it returns at once with what could be delivered, and
+    ``b.note`` says so. Unanswered messages come back after the ack wait.
 
     >>> b = nbnats.fetch("ORDERS", "billing", count=10, timeout="5s")   # doctest: +SKIP
     >>> for msg in b:                                                    # doctest: +SKIP
@@ -292,11 +340,18 @@ def fetch(stream: str, consumer: str, count: int = 1, timeout: Any = 2, connecti
     conn = current(connection)
 
     async def go():
-        cfg = await pull_config(conn, stream, consumer)
-        policy = cfg.get("ack_policy", "explicit")
-        return [FetchedMessage(conn, m, policy) for m in await take(conn, stream, consumer, count, wait)]
+        info = await pull_info(conn, stream, consumer)
+        policy = info["config"].get("ack_policy", "explicit")
+        room = ack_room(info)
+        asked = count if room is None else min(count, room)
+        msgs = await take(conn, stream, consumer, asked, wait) if asked else []
+        limit = info["config"]["max_ack_pending"] if room is not None and room < count and len(msgs) == room else None
+        return [FetchedMessage(conn, m, policy) for m in msgs], limit
 
-    return Batch(stream, consumer, loop.run(go(), wait + 15, f"fetching from consumer {consumer!r} of {stream!r}"))
+    messages, limit = loop.run(go(), wait + 15, f"fetching from consumer {consumer!r} of {stream!r}")
+    batch = Batch(stream, consumer, messages, full_note(limit, len(messages), count) if limit else None)
+    batch.ack_limit = limit
+    return batch
 
 
 def next(stream: str, consumer: str, count: int = 1, ack: bool = True, timeout: Any = 2.0,
@@ -305,8 +360,11 @@ def next(stream: str, consumer: str, count: int = 1, ack: bool = True, timeout: 
 
     The frame has a ``delivered`` column (1 on first delivery, 2+ when
     redelivered); ``df.attrs["pending"]`` is what the consumer still has to
-    deliver, ``df.attrs["acked"]`` whether these were acknowledged. To ack
-    after processing instead, use :func:`fetch`.
+    deliver, ``df.attrs["acked"]`` whether these were acknowledged,
+    ``df.attrs["note"]`` why fewer than ``count`` came back at once (the
+    consumer's ``max_ack_pending`` reached; None otherwise). It waits up to
+    ``timeout`` only when nothing is ready. To ack after processing instead,
+    use :func:`fetch`.
 
     >>> nbnats.next("ORDERS", "billing", count=10)[["seq", "delivered"]]   # doctest: +SKIP
     """
@@ -318,5 +376,6 @@ def next(stream: str, consumer: str, count: int = 1, ack: bool = True, timeout: 
     elif acked:
         batch.ack()
     df = frame(batch.messages, "delivered")
-    df.attrs.update(stream=stream, consumer=consumer, acked=acked, pending=batch.pending)
+    note = full_note(batch.ack_limit, len(batch), count, acked=True) if acked and batch.ack_limit else batch.note
+    df.attrs.update(stream=stream, consumer=consumer, acked=acked, pending=batch.pending, note=note)
     return df

@@ -159,7 +159,7 @@ class KV:
         if ttl is None:
             return None
         if ttl < 1:
-            raise ValidationError(f"a key's ttl must be at least 1 second, not {ttl:g}", "pass ttl=1 or more")
+            raise ValidationError(f"a key's ttl must be at least 1 second, not {ttl:g} s", "pass ttl=1 or more")
         api.needs(self.conn, (2, 11), "a per-key ttl")
         if not self.per_key_ttl:
             raise JetStreamError(f"KV bucket {self.bucket!r} does not allow per-key TTLs (its stream was made "

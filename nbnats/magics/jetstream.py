@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import nbnats as js   # the public API (streams and consumers)
+from nbnats.data import units
 from nbnats.jetstream import consume, worker
 from nbnats.jetstream.replay import replay
 from nbnats.widgets import stream_view
@@ -158,8 +159,11 @@ def _consumer_next(a, ctx):
         got = consume.fetch(a.stream, a.name, count=a.count, timeout=a.timeout)
     else:
         got = consume.next(a.stream, a.name, count=a.count, ack=True, timeout=a.timeout)
-    if not len(got):
-        print(f"no message for consumer {a.name} within {a.timeout}")
+    note = got.note if a.no_ack else got.attrs.get("note")
+    if note:
+        print(f"nbnats: {note}")
+    elif not len(got):
+        print(f"no message for consumer {a.name} within {units.seconds(a.timeout, 'timeout'):g} s")
     return got
 
 

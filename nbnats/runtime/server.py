@@ -194,7 +194,7 @@ class Node:
             try:
                 self._proc = procguard.spawn(self._argv(), stdout=log, stderr=subprocess.STDOUT, timeout=timeout)
             except TimeoutError:
-                raise ServerError(f"nats-server {self.name} was not even launched within {timeout:g}s",
+                raise ServerError(f"nats-server {self.name} was not even launched within {timeout:g} s",
                                   "pass a larger timeout=") from None
         procguard.register(self._proc.pid, binary=self._binary, temp_dirs=self._temp_dirs,
                            store_dir=str(self.store_dir) if self.store_dir else None)
@@ -262,7 +262,7 @@ class Node:
             if time.monotonic() > deadline:
                 tail = self._log_tail(5)
                 self._reap(0)
-                raise ServerError(f"nats-server {self.name} was not ready within {timeout:g}s; its log ends:\n{tail}",
+                raise ServerError(f"nats-server {self.name} was not ready within {timeout:g} s; its log ends:\n{tail}",
                                   "pass a larger timeout=, or check the log for the cause")
             time.sleep(0.05)
 
@@ -551,7 +551,7 @@ def _wait_meta_leader(srv: Server, deadline: float, timeout: float) -> None:
             except (OSError, ValueError):
                 pass
         if time.monotonic() > deadline:
-            raise ServerError(f"the JetStream cluster elected no meta leader within {timeout:g}s",
+            raise ServerError(f"the JetStream cluster elected no meta leader within {timeout:g} s",
                               "pass a larger timeout=, or check the nodes' logs")
         time.sleep(0.1)
 
