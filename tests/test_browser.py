@@ -105,6 +105,12 @@ def _kv_editor_missing() -> str | None:
     return None
 
 
+def _write_notebook(path: Path, cells: list) -> None:
+    nb = new_notebook(cells=cells, metadata={"kernelspec": {"display_name": "Python 3 (ipykernel)",
+                                                            "language": "python", "name": "python3"}})
+    nbformat.write(nb, path)
+
+
 def _kv_notebook(path: Path, url: str, bucket: str) -> None:
     # The kernel talks to the test's own server, so the test can read what the editor saved.
     cells = [
@@ -113,9 +119,7 @@ def _kv_notebook(path: Path, url: str, bucket: str) -> None:
                       "kv.put('greeting', {'text': 'hello'})\n"
                       "kv.editor()"),
     ]
-    nb = new_notebook(cells=cells, metadata={"kernelspec": {"display_name": "Python 3 (ipykernel)",
-                                                            "language": "python", "name": "python3"}})
-    nbformat.write(nb, path)
+    _write_notebook(path, cells)
 
 
 def test_kv_editor_saves_an_edit(browser_lab, connected, uid):
@@ -150,7 +154,7 @@ HOSTILE = "<img src=x onerror=alert(1)>"
 
 def _views_notebook(path: Path, url: str, uid: str) -> None:
     cells = [
-        new_code_cell(f"%load_ext nbnats\nimport nbnats\nnbnats.connect({url!r})"),
+        new_code_cell(f"%load_ext nbnats\nimport nbnats\nnbnats.connect({url!r})"),   # the test's own server
         new_code_cell(f"t = nbnats.tail('{uid}.>')\n"
                       "for i in range(5):\n"
                       f"    nbnats.publish(f'{uid}.orders.{{i % 2}}', {{'id': i, 'customer': {{'name': f'c{{i}}'}}, "
@@ -164,9 +168,7 @@ def _views_notebook(path: Path, url: str, uid: str) -> None:
                       "kv.put('user.1', {'name': 'ada', 'age': 36})\nkv.put('user.2', {'name': 'bob', 'age': 7})\n"
                       "w = kv.watch()\nw.wait(2, timeout=10)\nw.widget"),
     ]
-    nb = new_notebook(cells=cells, metadata={"kernelspec": {"display_name": "Python 3 (ipykernel)",
-                                                            "language": "python", "name": "python3"}})
-    nbformat.write(nb, path)
+    _write_notebook(path, cells)
 
 
 def _sorts_and_shows_json(page, table, column: str, first: str, row: int, json_text: str) -> None:
