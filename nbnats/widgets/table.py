@@ -154,7 +154,8 @@ class Table(w.VBox):
         self._gen = 0
         self._drawn: dict[int, tuple[list, list]] = {}      # generation -> (columns, keys) as drawn
         self.channel.observe(self._on_pick, names="value")
-        self.observe(lambda change: self.select(change["new"]), names="value")
+        self._selecting = False
+        self.observe(lambda change: self._selecting or self.select(change["new"]), names="value")
 
     # -- state -------------------------------------------------------------------------------------
     @property
@@ -211,8 +212,11 @@ class Table(w.VBox):
                 self.selected = self._row(pos)
             else:
                 return
-            if self.value != key:
+            self._selecting = True          # setting value below must not select (and draw) twice
+            try:
                 self.value = key
+            finally:
+                self._selecting = False
             self._draw()
             self.detail.value = detail_html(self.selected)
 
