@@ -19,13 +19,14 @@ from nbnats.measure import ping
 from nbnats.runtime.connection import close, connect, connections, current, status, use
 from nbnats.errors import (CodecError, Conflict, ConnectError, KeyDeleted, InvalidHeader, InvalidKey, InvalidName, InvalidSubject,
                      JetStreamError, LoopThreadError, NatsError, NoResponders, NotConnected, NotFound,
-                     PayloadTooLarge, SchemaError, ServerError, ServiceError, Timeout, ValidationError)
+                     PayloadTooLarge, PermissionDenied, SchemaError, ServerError, ServiceError, Timeout,
+                     ValidationError)
 from nbnats.jetstream.consumers import add_consumer, consumer_info, consumers, delete_consumer
 from nbnats.jetstream.display import ConsumerInfo, StreamInfo, StreamMessage
 from nbnats.jetstream.streams import (add_stream, delete_stream, edit_stream, get_message, purge_stream,
                                       stream_info, streams)
 from nbnats.kv import KV, Entry, KVWatch, buckets, delete_bucket, kv
-from nbnats.messaging import PubAck, Service, publish, publish_frame, request, serve
+from nbnats.messaging import BatchSplitWarning, PubAck, Service, publish, publish_frame, request, serve
 from nbnats.objects import ObjectInfo, ObjectStore, delete_object_store, object_stores, objects
 from nbnats.data.payload import Message
 from nbnats.services import add_service, service_info, service_stats, services
@@ -95,4 +96,7 @@ __all__ = [
     "streams", "add_stream", "stream_info", "edit_stream", "delete_stream", "purge_stream", "get_message",
     "consumers", "add_consumer", "consumer_info", "delete_consumer", "next", "StreamInfo", "ConsumerInfo",
     "StreamMessage", "replay", "ReplayWarning", "view", "StreamView", "fetch", "Batch", "consume", "Worker",
+    "PermissionDenied", "BatchSplitWarning", "dask",
+    *(_name for _name, (_module, _attr) in _LAZY.items() if _attr is not None and _module.startswith(
+        ("nbnats.jetstream.", "nbnats.system."))),
 ]
