@@ -81,7 +81,7 @@ async def consume(conn: Connection, wire: Wire, plan, sink, start: int, since, s
             asked[0] += n
             wire.publish(next_subject, b'{"batch":%d,"max_bytes":%d,"no_wait":true}' % (n, max_bytes), inbox)
 
-    def parser(buf: bytearray, pos: int) -> int:
+    def parser(buf: bytes, pos: int) -> int:
         match, end = fast.match, len(buf)
         subjects, seqs, times = cols.subjects.append, cols.seqs.append, cols.times.append
         payloads, sizes = cols.payloads.append, cols.sizes.append

@@ -34,7 +34,7 @@ from nbnats.errors import ConnectError, NatsError, NotConnected, Timeout
 _CONTROL = re.compile(rb"(H?)MSG ([^ \r\n]+) ([^ \r\n]+)(?: ([^ \r\n]+))? (\d+)(?: (\d+))?\r\n")
 _STATUS = re.compile(rb"NATS/1\.0 (\d{3}) ?([^\r]*)")
 
-Parser = Callable[[bytearray, int], int]
+Parser = Callable[[bytes, int], int]
 """``parser(buffer, pos) -> new_pos``: consume complete frames it recognises, stop at the first it does not."""
 
 
@@ -133,7 +133,10 @@ class Wire(asyncio.Protocol):
     """
 
     def __init__(self):
-        self.buf = bytearray()
+        self.buf = b""                  # an incomplete frame left from the last read
+        self._short = 0                 # bytes the incomplete frame needs in all
+        self._parts: list[bytes] = []   # pieces of one large frame still arriving
+        self._have = self._need = 0
         self.transport: asyncio.Transport | None = None
         self.parser: Parser | None = None
         self.on_msg: Callable[[bytes, bytes | None, bytes], None] | None = None
@@ -204,8 +207,16 @@ class Wire(asyncio.Protocol):
         self._pongs.clear()
 
     def data_received(self, data: bytes) -> None:
-        buf = self.buf
-        buf += data
+        # Parse an immutable bytes object, so every payload sliced from it is ``bytes``; only an
+        # incomplete frame at the end is kept over (a copy of at most one frame per read).
+        if self._need:
+            # the rest of one large frame: gather the pieces, join once it is whole
+            self._parts.append(data)
+            self._have += len(data)
+            if self._have < self._need:
+                return
+            data, self._parts, self._have, self._need = b"".join(self._parts), [], 0, 0
+        buf = self.buf + data if self.buf else data
         pos, end = 0, len(buf)
         parser = self.parser
         while pos < end:
@@ -217,12 +228,15 @@ class Wire(asyncio.Protocol):
             if new == pos:
                 break                       # an incomplete frame: wait for the rest
             pos = new
-        if pos:
-            del buf[:pos]
+        self.buf = buf[pos:] if pos < end else b""
+        if self._short > len(self.buf):        # the frame left over needs more than this read brought
+            self._parts, self._have, self._need = [self.buf], len(self.buf), self._short
+            self.buf = b""
+        self._short = 0
         if self.after_read is not None:
             self.after_read()
 
-    def _one(self, buf: bytearray, pos: int, end: int) -> int:
+    def _one(self, buf: bytes, pos: int, end: int) -> int:
         """Take one frame the parser left; return where the next starts (``pos`` if incomplete)."""
         eol = buf.find(b"\r\n", pos)
         if eol < 0:
@@ -239,15 +253,16 @@ class Wire(asyncio.Protocol):
             start = m.end()
             total = int(n2 if h else n1)
             if start + total + 2 > end:
+                self._short = start + total + 2 - pos
                 return pos
             if h:
                 split = start + int(n1)
                 if self.on_hmsg is not None:
-                    self.on_hmsg(subject, reply, bytes(buf[start:split]), bytes(buf[split:start + total]))
+                    self.on_hmsg(subject, reply, buf[start:split], buf[split:start + total])
             elif self.on_msg is not None:
-                self.on_msg(subject, reply, bytes(buf[start:start + total]))
+                self.on_msg(subject, reply, buf[start:start + total])
             return start + total + 2
-        line = bytes(buf[pos:eol])
+        line = buf[pos:eol]
         if line == b"PING":
             self._write(b"PONG\r\n")
         elif line == b"PONG":
