@@ -28,7 +28,9 @@ from nbnats.engine import api
 from nbnats.engine.ordered import OrderedConsumer
 from nbnats.runtime import connection, loop
 from nbnats.runtime.connection import Connection, current
-from nbnats.errors import NotFound, Timeout, ValidationError
+from nbnats.runtime.wire import Names
+from nbnats.runtime.wire_sub import WireSubscription
+from nbnats.errors import NatsError, NotFound, Timeout, ValidationError
 from nbnats.jetstream.display import listing
 
 log = logging.getLogger("nbnats")
@@ -40,6 +42,7 @@ SAMPLE_EVERY = 0.5        # seconds between rate samples
 SAMPLES_KEPT = 1200       # ten minutes of rate history
 WARN_EVERY = 5.0          # at most one slow-consumer warning per tail per interval
 WARN_AFTER = 1.0          # the first warning waits this long, so it counts the whole burst
+WIRE = True               # core tails receive on a connection of their own (runtime/wire_sub.py) when it opens
 
 
 class Tail:
@@ -79,7 +82,10 @@ class Tail:
         self._samples: deque = deque(maxlen=SAMPLES_KEPT)
         self.subjects: list[str] = [subject] if isinstance(subject, str) else list(subject)
         self.subject = ", ".join(self.subjects)
-        self._subs: list = []            # a core tail's subscriptions, one a subject
+        self._subs: list = []            # a core tail's subscriptions: one WireSubscription, or nats-py's
+        self._own_wire = False           # a core tail receiving on a connection of its own
+        self._names = Names()
+        self.transport = "nats-py"       # how a core tail receives: "wire" (its own connection) or "nats-py"
         self._sampler: asyncio.TimerHandle | None = None
         self._last_warning = -WARN_EVERY
         self._warned_drops = 0
@@ -105,6 +111,32 @@ class Tail:
         self._add_headers(msg.headers)
         self.count = count = count + 1
         if count == self._stop_at:
+            self._finish()
+
+    def _on_batch(self, subjects: list[bytes], payloads: list[bytes], headers: dict, at_ns: int) -> None:
+        # One socket read's messages from the tail's own connection (runtime/wire_sub.py): a few
+        # bulk extends instead of work per message; one arrival time for the read.
+        n = len(payloads)
+        if self._stop_at > 0:
+            left = self._stop_at - self.count
+            if left <= 0:
+                return
+            if n > left:
+                subjects, payloads, n = subjects[:left], payloads[:left], left
+        ring = self._ring
+        over = len(ring.payloads) + n - self.limit
+        if over > 0:
+            self.overflow += min(over, n + len(ring.payloads))
+        ring.subjects.extend(map(self._names.__getitem__, subjects))
+        ring.times.extend(itertools.repeat(at_ns, n))
+        ring.seqs.extend(itertools.repeat(None, n))
+        ring.payloads.extend(payloads)
+        if headers:
+            ring.headers.extend([headers.get(i) for i in range(n)])
+        else:
+            ring.headers.extend(itertools.repeat(None, n))
+        self.count += n
+        if self.count == self._stop_at:
             self._finish()
 
     def _on_js_msg(self, msg, meta) -> None:
@@ -167,7 +199,8 @@ class Tail:
         if reader is not None:
             await reader.stop()
         for sub in subs:
-            self.conn.unwatch_slow(sub)
+            if not isinstance(sub, WireSubscription):
+                self.conn.unwatch_slow(sub)
             try:
                 await sub.unsubscribe()
             except Exception:
@@ -179,10 +212,23 @@ class Tail:
         self._done.set()
 
     # -- connection events (loop thread) -----------------------------------
+    # A core tail on its own connection hears of its outages from that connection
+    # (which the server may also cut alone, e.g. as a slow consumer); others from the session's.
     def _disconnected(self, at: float) -> None:
-        self._outage_since = at
+        if not self._own_wire:
+            self._outage_since = at
 
     def _reconnected(self, since: float | None, at: float) -> None:
+        if not self._own_wire:
+            self._record_outage(since, at)
+
+    def _wire_lost(self, at: float) -> None:
+        self._outage_since = at
+
+    def _wire_back(self, since: float | None, at: float) -> None:
+        self._record_outage(since, at)
+
+    def _record_outage(self, since: float | None, at: float) -> None:
         start = self._outage_since or since or at
         self._outage_since = None
         if self.stream:      # the ordered consumer resumes after the last sequence: nothing is lost
@@ -198,6 +244,9 @@ class Tail:
 
     def _closed(self) -> None:
         """The connection closed (called on the loop thread)."""
+        for sub in self._subs:
+            if isinstance(sub, WireSubscription):
+                sub.close()
         self._subs, self._reader = [], None
         self.stopped_at = self.stopped_at or time.time()
         if self._sampler is not None:
@@ -399,6 +448,16 @@ class Tail:
 
 
 async def _subscribe_core(t: Tail) -> None:
+    if WIRE and t.conn.dial is not None:
+        sub = WireSubscription(t.conn, t.subjects, t.queue, t._on_batch, t._wire_lost, t._wire_back)
+        try:
+            await sub.start(5)
+        except NatsError as exc:
+            log.info("nbnats: tail %s receives through nats-py: %s", t.id, exc.what)
+        else:
+            t._subs.append(sub)
+            t._own_wire, t.transport = True, "wire"
+            return
     for subject in t.subjects:
         t._subs.append(await t.conn.nc.subscribe(subject, queue=t.queue or "", cb=t._on_msg,
                                                  pending_msgs_limit=t.pending_limit))

@@ -9,6 +9,9 @@ import pytest
 
 import nbnats
 from nbnats.runtime import loop
+import nbnats.tail
+tail_mod = sys.modules["nbnats.tail"]
+from faultkit import wait_until
 
 
 def _publish_from_another_process(url, subject, n, size=100):
@@ -63,8 +66,13 @@ asyncio.run(main())
     assert t.df["i"].tolist() == list(range(50_000))
 
 
-def test_slow_consumer_drops_are_counted_exactly(connected, uid):
+@pytest.mark.parametrize("transport", ["nats-py", "wire"])
+def test_slow_consumer_drops_are_counted_exactly(connected, uid, monkeypatch, transport):
+    """Through nats-py a tiny client buffer drops, and every drop is counted; a tail on its own
+    connection has no client buffer to overflow (the socket and the server hold what it has not read)."""
+    monkeypatch.setattr(tail_mod, "WIRE", transport == "wire")
     t = nbnats.tail(uid, limit=1000, pending_limit=10)     # a tiny client buffer, to force drops
+    assert t.transport == transport
 
     async def block_loop():
         time.sleep(0.5)                      # hold the loop while messages arrive
@@ -79,6 +87,10 @@ def test_slow_consumer_drops_are_counted_exactly(connected, uid):
     nbnats.publish(uid, "warm")
     t.wait(1, timeout=5)
     loop.run(flood(), 10, "flood")
+    if transport == "wire":
+        wait_until(lambda: t.count == 501, 10, "every message of the flood")
+        assert t.slow_dropped == 0 and t.dropped == 0 and t.loss == "none"
+        return
     time.sleep(0.5)
     assert t.slow_dropped > 0
     assert t.count + t.slow_dropped == 501

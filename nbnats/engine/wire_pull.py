@@ -18,7 +18,6 @@ from __future__ import annotations
 import array
 import asyncio
 import re
-import sys
 
 import numpy as np
 import pyarrow as pa
@@ -26,17 +25,9 @@ import pyarrow as pa
 from nbnats.engine import bulk
 from nbnats.engine.get import parse_headers
 from nbnats.runtime.connection import Connection
-from nbnats.runtime.wire import Wire, status
+from nbnats.runtime.wire import Names, Wire, status
 
 _ints = pa.int64()
-
-
-class _Names(dict):
-    """Subject bytes → one interned str each (made on first sight)."""
-
-    def __missing__(self, key: bytes) -> str:
-        value = self[key] = sys.intern(key.decode("utf-8", "surrogateescape"))
-        return value
 
 
 def _patterns(stream: str, consumer: str):
@@ -65,7 +56,7 @@ async def consume(conn: Connection, wire: Wire, plan, sink, start: int, since, s
         await bulk._delete_consumer(conn, plan, name)
         return "done"
     fast, reply_pattern = _patterns(plan.stream, name)
-    names = _Names()
+    names = Names()
     cols = _Columns()
     done = asyncio.Event()
     asked = [sink.count]

@@ -22,6 +22,7 @@ import asyncio
 import base64
 import re
 import ssl
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -36,6 +37,14 @@ _STATUS = re.compile(rb"NATS/1\.0 (\d{3}) ?([^\r]*)")
 
 Parser = Callable[[bytes, int], int]
 """``parser(buffer, pos) -> new_pos``: consume complete frames it recognises, stop at the first it does not."""
+
+
+class Names(dict):
+    """Subject bytes → one interned str each, made on first sight (``names[b"a.b"]``)."""
+
+    def __missing__(self, key: bytes) -> str:
+        value = self[key] = sys.intern(key.decode("utf-8", "surrogateescape"))
+        return value
 
 
 @dataclass(frozen=True)
@@ -60,7 +69,7 @@ class Dial:
     tls_cert: str | None = None
     tls_key: str | None = None
     tls: bool = False
-    name: str = "nbnats-bulk"
+    name: str = "nbnats"             # the client name the server shows (the session's own)
 
     def __repr__(self) -> str:
         shown = [f"nats://{self.host}:{self.port}"]
@@ -89,7 +98,8 @@ class Dial:
         return cls(parts.hostname or "127.0.0.1", parts.port or 4222, user and str(user),
                    password and str(password), token and str(token), opts.get("nkey") and str(opts["nkey"]),
                    opts.get("creds") and str(opts["creds"]), opts.get("tls_ca"), opts.get("tls_cert"),
-                   opts.get("tls_key") and str(opts["tls_key"]), parts.scheme == "tls")
+                   opts.get("tls_key") and str(opts["tls_key"]), parts.scheme == "tls",
+                   opts.get("client_name") or "nbnats")
 
     def ssl_context(self) -> ssl.SSLContext | None:
         if not (self.tls or self.tls_ca or self.tls_cert):
@@ -294,10 +304,11 @@ class Wire(asyncio.Protocol):
             raise NotConnected("the bulk connection is closed", "run it again")
         self.transport.write(data)
 
-    def subscribe(self, subject: str) -> int:
-        """Subscribe ``subject``; returns the subscription id."""
+    def subscribe(self, subject: str, queue: str | None = None) -> int:
+        """Subscribe ``subject`` (in queue group ``queue``); returns the subscription id."""
         self._sids += 1
-        self._write(b"SUB %s %d\r\n" % (subject.encode(), self._sids))
+        group = b" " + queue.encode() if queue else b""
+        self._write(b"SUB %s%s %d\r\n" % (subject.encode(), group, self._sids))
         return self._sids
 
     def unsubscribe(self, sid: int) -> None:

@@ -1,0 +1,128 @@
+"""Core subscriptions on a connection of their own, delivered in bulk: the receiving side of a tail.
+
+A :class:`WireSubscription` subscribes its subjects on a
+:class:`~nbnats.runtime.wire.Wire` and hands each socket read's messages to
+``on_batch(subjects, payloads, headers, time_ns)`` at once: one timestamp for
+the read, subjects as bytes, payloads as ``bytes``, ``headers`` a dict of
+row → headers (usually empty). No per-message callback and no ``Msg`` object
+is made, which is what keeps a tail close to the socket's speed.
+
+When the connection is lost (a restart, a cut, the server closing a slow
+client) it says so (``on_lost(at)``), reconnects with the session's options
+every :data:`RETRY` seconds, subscribes again and says so (``on_back(since, at)``).
+
+>>> sub = WireSubscription(conn, ["orders.>"], None, on_batch, on_lost, on_back)   # doctest: +SKIP
+>>> await sub.start(5)                                                              # doctest: +SKIP
+>>> await sub.unsubscribe()                                                         # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import Callable
+from time import time_ns
+
+from nbnats.engine.get import parse_headers
+from nbnats.errors import NatsError
+from nbnats.runtime.wire import Dial, Wire
+
+RETRY = 0.25
+_MSG = re.compile(rb"MSG ([^ ]+) \d+(?: [^ ]+)? (\d+)\r\n")
+
+
+class WireSubscription:
+    """See the module. ``transport`` is ``"wire"``; ``reconnects`` counts the times it came back."""
+
+    transport = "wire"
+
+    def __init__(self, conn, subjects: list[str], queue: str | None,
+                 on_batch: Callable[[list, list, dict, int], None],
+                 on_lost: Callable[[float], None], on_back: Callable[[float | None, float], None]):
+        self.conn, self.subjects, self.queue = conn, subjects, queue
+        self.on_batch, self.on_lost, self.on_back = on_batch, on_lost, on_back
+        self.wire: Wire | None = None
+        self.reconnects = 0
+        self._stopped = False
+        self._watch: asyncio.Task | None = None
+        self._subjects: list[bytes] = []
+        self._payloads: list[bytes] = []
+        self._headers: dict[int, dict | None] = {}
+
+    async def start(self, timeout: float) -> None:
+        """Connect and subscribe; raises a plain nbnats error if the connection cannot be made."""
+        self.wire = await self._open(timeout)
+        self._watch = asyncio.get_running_loop().create_task(self._supervise())
+
+    async def _open(self, timeout: float) -> Wire:
+        wire = await Wire.open(Dial.of(self.conn), timeout)
+        wire.parser, wire.on_msg, wire.on_hmsg, wire.after_read = self._parse, self._msg, self._hmsg, self._flush
+        for subject in self.subjects:
+            wire.subscribe(subject, self.queue)
+        await wire.ping(timeout)           # subscribed on the server before start() returns
+        return wire
+
+    # -- receiving (loop thread) -------------------------------------------------------
+    def _parse(self, buf: bytes, pos: int) -> int:
+        match, end = _MSG.match, len(buf)
+        subjects, payloads = self._subjects.append, self._payloads.append
+        while True:
+            m = match(buf, pos)
+            if m is None:
+                return pos
+            start = m.end()
+            stop = start + int(m.group(2))
+            if stop + 2 > end:
+                return pos
+            subjects(m.group(1))
+            payloads(buf[start:stop])
+            pos = stop + 2
+
+    def _msg(self, subject: bytes, reply, payload: bytes) -> None:
+        self._subjects.append(subject)
+        self._payloads.append(payload)
+
+    def _hmsg(self, subject: bytes, reply, header_block: bytes, payload: bytes) -> None:
+        self._headers[len(self._payloads)] = parse_headers(header_block)
+        self._subjects.append(subject)
+        self._payloads.append(payload)
+
+    def _flush(self) -> None:
+        if self._payloads:
+            subjects, payloads, headers = self._subjects, self._payloads, self._headers
+            self._subjects, self._payloads, self._headers = [], [], {}
+            self.on_batch(subjects, payloads, headers, time_ns())
+
+    # -- faults ------------------------------------------------------------------------
+    async def _supervise(self) -> None:
+        while not self._stopped:
+            await self.wire.lost.wait()
+            if self._stopped:
+                return
+            lost_at = time.time()
+            self.on_lost(lost_at)
+            while not self._stopped:
+                try:
+                    self.wire = await self._open(2.0)
+                    break
+                except NatsError:
+                    await asyncio.sleep(RETRY)
+            if self._stopped:
+                return
+            self.reconnects += 1
+            self.on_back(lost_at, time.time())
+
+    async def unsubscribe(self) -> None:
+        """Stop receiving and close the connection."""
+        self.close()
+
+    def close(self) -> None:
+        """Stop at once (loop thread): nothing more is delivered, no reconnect is tried."""
+        self._stopped = True
+        if self._watch is not None and self._watch is not asyncio.current_task():
+            self._watch.cancel()
+        if self.wire is not None:
+            self.wire.parser = self.wire.on_msg = self.wire.on_hmsg = self.wire.after_read = None
+            self.wire.close()
+            self.wire.lost.set()            # wakes the supervisor, which sees it was stopped
