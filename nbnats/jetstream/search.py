@@ -155,7 +155,7 @@ def search(stream: str, expr: str | Callable[[pd.DataFrame], Any], subject: str 
     unknown = sorted(missing - seen)
     if unknown and not parts:
         raise ValidationError(f"the search expression {expr!r} names {', '.join(map(repr, unknown))}, which is no "
-                              f"column of stream {stream!r}'s messages",
+                              f"column of the messages in stream {stream!r}",
                               f"use one of {', '.join(sorted(seen)) or 'subject, time, seq, size, headers'}")
     out = pd.concat(parts, ignore_index=True) if parts else frames.build([], [], [], [], [])
     if limit is not None:
