@@ -352,7 +352,7 @@ def test_start_timeout_leaves_nothing_behind():
     def new_alive():
         return [p for p in procguard._children if p.poll() is None and p.pid not in alive_before]
 
-    with pytest.raises(ServerError, match=r"within 0s"):
+    with pytest.raises(ServerError, match=r"within 0 s"):
         server.start(timeout=0)
     assert set(server.running_servers()) == before
     deadline = time.monotonic() + 3
