@@ -87,6 +87,22 @@ class Dial:
         return base
 
     @classmethod
+    def candidates(cls, conn, avoid: tuple[str, int] | None = None) -> list[Dial]:
+        """Where to connect: the server the session is on, then every other server it knows
+        (``avoid``, a server going away, last)."""
+        base, seen, out = conn.dial, set(), []
+        urls = [conn.nc.connected_url, *conn.nc.servers]
+        for url in urls:
+            if url is None or not url.hostname:
+                continue
+            where = (url.hostname, url.port or 4222)
+            if where not in seen:
+                seen.add(where)
+                out.append(cls(**{**base.__dict__, "host": where[0], "port": where[1]}))
+        out.sort(key=lambda d: (d.host, d.port) == avoid)
+        return out or [base]
+
+    @classmethod
     def from_options(cls, url: str, opts: dict[str, Any]) -> Dial:
         """Build from ``connect()``'s options (the first URL of a list)."""
         parts = urlsplit(url.split(",")[0].strip() if "://" in url else f"nats://{url.split(',')[0].strip()}")
@@ -152,7 +168,9 @@ class Wire(asyncio.Protocol):
         self.on_msg: Callable[[bytes, bytes | None, bytes], None] | None = None
         self.on_hmsg: Callable[[bytes, bytes | None, bytes, bytes], None] | None = None
         self.after_read: Callable[[], None] | None = None     # called once per socket read, after parsing
+        self.on_lame_duck: Callable[[], None] | None = None   # the server said it enters lame-duck mode
         self.info: dict = {}
+        self.dial: Dial | None = None
         self.lost = asyncio.Event()
         self.error: BaseException | None = None
         self._info_seen = asyncio.Event()
@@ -176,6 +194,7 @@ class Wire(asyncio.Protocol):
     @classmethod
     async def _open(cls, loop, dial: Dial, timeout: float) -> Wire:
         transport, wire = await loop.create_connection(cls, dial.host, dial.port)
+        wire.dial = dial
         try:
             await wire._info_seen.wait()
             ctx = dial.ssl_context()
@@ -283,6 +302,8 @@ class Wire(asyncio.Protocol):
         elif line.startswith(b"INFO "):
             self.info = orjson.loads(line[5:])
             self._info_seen.set()
+            if self.info.get("ldm") and self.on_lame_duck is not None:
+                self.on_lame_duck()          # the server is going away: move before it closes us
         elif line.startswith(b"-ERR"):
             text = line[4:].strip().strip(b"'").decode("utf-8", "replace")
             self._fail(text)

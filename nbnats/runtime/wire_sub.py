@@ -46,6 +46,7 @@ class WireSubscription:
         self.reconnects = 0
         self._stopped = False
         self._watch: asyncio.Task | None = None
+        self._moving: asyncio.Task | None = None
         self._subjects: list[bytes] = []
         self._payloads: list[bytes] = []
         self._headers: dict[int, dict | None] = {}
@@ -55,13 +56,45 @@ class WireSubscription:
         self.wire = await self._open(timeout)
         self._watch = asyncio.get_running_loop().create_task(self._supervise())
 
-    async def _open(self, timeout: float) -> Wire:
-        wire = await Wire.open(Dial.of(self.conn), timeout)
+    async def _open(self, timeout: float, avoid: tuple[str, int] | None = None) -> Wire:
+        """A subscribed wire to the first server that answers (the session's own first)."""
+        error: NatsError | None = None
+        for dial in Dial.candidates(self.conn, avoid):
+            try:
+                wire = await Wire.open(dial, timeout)
+            except NatsError as exc:
+                error = exc
+                continue
+            for subject in self.subjects:
+                wire.subscribe(subject, self.queue)
+            await wire.ping(timeout)           # subscribed on the server before it is used
+            self._attach(wire)
+            return wire
+        raise error
+
+    def _attach(self, wire: Wire) -> None:
         wire.parser, wire.on_msg, wire.on_hmsg, wire.after_read = self._parse, self._msg, self._hmsg, self._flush
-        for subject in self.subjects:
-            wire.subscribe(subject, self.queue)
-        await wire.ping(timeout)           # subscribed on the server before start() returns
-        return wire
+        wire.on_lame_duck = self._lame_duck
+
+    def _lame_duck(self) -> None:
+        if self._moving is None and not self._stopped:
+            self._moving = asyncio.get_running_loop().create_task(self._move())
+
+    async def _move(self) -> None:
+        """Make before break: subscribe on another server, then leave the one going away."""
+        old = self.wire
+        try:
+            new = await self._open(2.0, avoid=(old.dial.host, old.dial.port))
+        except NatsError:
+            return                      # nowhere else to go: the supervisor reconnects when it closes
+        finally:
+            self._moving = None
+        if self._stopped:
+            new.close()
+            return
+        old.parser = old.on_msg = old.on_hmsg = old.after_read = old.on_lame_duck = None
+        self.wire = new
+        old.close()
 
     # -- receiving (loop thread) -------------------------------------------------------
     def _parse(self, buf: bytes, pos: int) -> int:
@@ -97,14 +130,17 @@ class WireSubscription:
     # -- faults ------------------------------------------------------------------------
     async def _supervise(self) -> None:
         while not self._stopped:
-            await self.wire.lost.wait()
+            wire = self.wire
+            await wire.lost.wait()
             if self._stopped:
                 return
+            if wire is not self.wire:
+                continue                    # moved to another server (lame duck): nothing was cut
             lost_at = time.time()
             self.on_lost(lost_at)
             while not self._stopped:
                 try:
-                    self.wire = await self._open(2.0)
+                    self.wire = await self._open(1.0)
                     break
                 except NatsError:
                     await asyncio.sleep(RETRY)
@@ -120,9 +156,11 @@ class WireSubscription:
     def close(self) -> None:
         """Stop at once (loop thread): nothing more is delivered, no reconnect is tried."""
         self._stopped = True
-        if self._watch is not None and self._watch is not asyncio.current_task():
-            self._watch.cancel()
+        for task in (self._watch, self._moving):
+            if task is not None and task is not asyncio.current_task():
+                task.cancel()
         if self.wire is not None:
             self.wire.parser = self.wire.on_msg = self.wire.on_hmsg = self.wire.after_read = None
+            self.wire.on_lame_duck = None
             self.wire.close()
             self.wire.lost.set()            # wakes the supervisor, which sees it was stopped
