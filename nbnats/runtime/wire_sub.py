@@ -65,10 +65,15 @@ class WireSubscription:
             except NatsError as exc:
                 error = exc
                 continue
+            self._attach(wire)                  # before subscribing: the first message may come at once
             for subject in self.subjects:
                 wire.subscribe(subject, self.queue)
-            await wire.ping(timeout)           # subscribed on the server before it is used
-            self._attach(wire)
+            try:
+                await wire.ping(timeout)           # subscribed on the server before it is used
+            except NatsError as exc:
+                wire.close()
+                error = exc
+                continue
             return wire
         raise error
 
