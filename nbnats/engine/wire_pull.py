@@ -31,9 +31,23 @@ _ints = pa.int64()
 
 
 def _patterns(stream: str, consumer: str):
+    """The pattern of this consumer's ack subjects (with or without domain and account hash), and a
+    function that, given one real ack subject, returns the exact MSG-line pattern for the rest."""
     ack = rb"\$JS\.ACK\.(?:[^ .]+\.[^ .]+\.)?%s\.%s\.\d+\.(\d+)\.\d+\.(\d+)\.\d+(?:\.[^ .]+)?" % (
         re.escape(stream.encode()), re.escape(consumer.encode()))
-    return re.compile(rb"MSG ([^ ]+) \d+ " + ack + rb" (\d+)\r\n"), re.compile(ack + rb"$")
+    anchor = b".%s.%s." % (stream.encode(), consumer.encode())
+
+    def exact(reply: bytes):
+        # the literal prefix up to the consumer's name spares the matcher its backtracking
+        cut = reply.find(anchor)
+        if cut < 0:
+            return None
+        prefix = reply[:cut + len(anchor)]
+        token = rb"\.[^ .]+" if reply.count(b".") >= 11 else b""
+        return re.compile(rb"MSG ([^ ]+) \d+ %s\d+\.(\d+)\.\d+\.(\d+)\.\d+%s (\d+)\r\n" % (
+            re.escape(prefix), token)).match
+
+    return exact, re.compile(ack + rb"$")
 
 
 class _Columns:
@@ -55,7 +69,8 @@ async def consume(conn: Connection, wire: Wire, plan, sink, start: int, since, s
     if remaining <= 0:
         await bulk._delete_consumer(conn, plan, name)
         return "done"
-    fast, reply_pattern = _patterns(plan.stream, name)
+    exact, reply_pattern = _patterns(plan.stream, name)
+    fast = [None]           # the exact MSG pattern, learnt from the first message
     names = Names()
     cols = _Columns()
     done = asyncio.Event()
@@ -73,7 +88,9 @@ async def consume(conn: Connection, wire: Wire, plan, sink, start: int, since, s
             wire.publish(next_subject, b'{"batch":%d,"max_bytes":%d,"no_wait":true}' % (n, max_bytes), inbox)
 
     def parser(buf: bytes, pos: int) -> int:
-        match, end = fast.match, len(buf)
+        match, end = fast[0], len(buf)
+        if match is None:
+            return pos
         subjects, seqs, times = cols.subjects.append, cols.seqs.append, cols.times.append
         payloads, sizes = cols.payloads.append, cols.sizes.append
         while True:
@@ -97,6 +114,8 @@ async def consume(conn: Connection, wire: Wire, plan, sink, start: int, since, s
         m = reply_pattern.match(reply)
         if m is None:
             return          # not this consumer's (a stray reply on the inbox)
+        if fast[0] is None:
+            fast[0] = exact(reply)
         if header_block is not None:
             cols.headers[len(cols.sizes)] = parse_headers(header_block)
         cols.subjects.append(subject)
