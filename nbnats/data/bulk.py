@@ -44,30 +44,21 @@ def decode(payloads: Sequence[bytes], sizes: np.ndarray):
     """
     n = len(payloads)
     rows = np.flatnonzero(sizes >= 2)        # shorter payloads are never a JSON object
-    if len(rows) < n:
-        if len(rows) * 2 < n:
+    got = _preread(payloads) if len(rows) == n else None
+    if got is None:
+        if len(rows) < n:
+            if len(rows) * 2 < n:
+                return None
+            buf = b"\n".join(payloads[i] for i in rows.tolist())
+        else:
+            buf = getattr(payloads, "joined", None)   # a packed payload column is one joined buffer already
+            if buf is None:
+                buf = b"\n".join(payloads)
+        got = read_chunk(buf, sizes[rows])
+        if got is None:
             return None
-        buf = b"\n".join(payloads[i] for i in rows.tolist())
-    else:
-        buf = getattr(payloads, "joined", None)   # a packed payload column is one joined buffer already
-        if buf is None:
-            buf = b"\n".join(payloads)
-    sizes = sizes[rows]
-    starts = np.zeros(len(sizes), dtype=np.int64)
-    np.cumsum(sizes[:-1] + 1, out=starts[1:])
-    bad = _suspect_lines(buf, starts)
-    table = None
-    for attempt in range(2):
-        if bad.sum() * 2 > len(rows):
-            return None
-        table = _read(_blank(buf, starts, sizes, bad) if bad.any() else buf, int(sizes.max()))
-        if table is not None or attempt:
-            break
-        surrogates = [m.start() for m in _SURROGATE_ESCAPE.finditer(buf)]
-        if not surrogates:
-            return None
-        _mark(bad, starts, surrogates)
-    if table is None or table.num_rows != len(rows):
+    table, bad = got
+    if bad.sum() * 2 > len(rows):
         return None
     leaves: dict[tuple, pa.ChunkedArray] = {}
     for name, col in zip(table.column_names, table.columns):
@@ -88,8 +79,54 @@ def decode(payloads: Sequence[bytes], sizes: np.ndarray):
     return rows, rows[bad], columns
 
 
+def read_chunk(buf, sizes: np.ndarray) -> tuple[pa.Table, np.ndarray] | None:
+    """Arrow's read of newline-joined payloads (each 2 bytes or more), with the rows it must not take
+    (``bad``) blanked to ``{}`` first; None when the bulk path does not pay or Arrow refuses.
+
+    Safe on any thread for an immutable ``buf``: a replay runs it on each chunk while the read goes on.
+
+    >>> table, bad = read_chunk(b'{"a": 1}\\n[2]', np.array([8, 3]))
+    >>> table.column("a").to_pylist(), bad.tolist()
+    ([1, None], [False, True])
+    """
+    if not len(sizes) or sizes.min() < 2:       # never JSON objects: the caller's per-row path takes them
+        return None
+    starts = np.zeros(len(sizes), dtype=np.int64)
+    np.cumsum(sizes[:-1] + 1, out=starts[1:])
+    bad = _suspect_lines(buf, starts)
+    table = None
+    for attempt in range(2):
+        if bad.sum() * 2 > len(sizes):
+            return None
+        table = _read(_blank(buf, starts, sizes, bad) if bad.any() else buf, int(sizes.max()))
+        if table is not None or attempt:
+            break
+        surrogates = [m.start() for m in _SURROGATE_ESCAPE.finditer(buf)]
+        if not surrogates:
+            return None
+        _mark(bad, starts, surrogates)
+    if table is None or table.num_rows != len(sizes):
+        return None
+    return table, bad
+
+
+def _preread(payloads) -> tuple[pa.Table, np.ndarray] | None:
+    """The chunks a replay read while it went on (:meth:`Packed.preread`), as one table; None unless
+    every chunk was read and their columns fit together (then the whole buffer is read at once)."""
+    chunks, tables = getattr(payloads, "chunks", None), getattr(payloads, "tables", None)
+    if not chunks or len(tables) != len(chunks) or any(tables[i] is None for i in range(len(chunks))):
+        return None
+    try:
+        table = pa.concat_tables([tables[i][0] for i in range(len(chunks))], promote_options="permissive")
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+        return None
+    return table, np.concatenate([tables[i][1] for i in range(len(chunks))])
+
+
 def _read(buf, longest: int) -> pa.Table | None:
-    read = pa_json.ReadOptions(block_size=max(1 << 20, 2 * longest + 2))
+    # one block per chunk read in one thread: a replay's chunks are parsed while another thread reads
+    small = len(buf) <= 4 << 20
+    read = pa_json.ReadOptions(block_size=max(1 << 20, 2 * longest + 2), use_threads=not small)
     try:
         table = pa_json.read_json(pa.BufferReader(buf), read_options=read)
         schema = _strings_not_timestamps(table.schema)

@@ -1,4 +1,4 @@
-"""Payloads packed into one growing buffer: how bulk reads hold many messages without a bytes object each.
+"""Payloads packed into joined buffers: how bulk reads hold many messages without a bytes object each.
 
 >>> p = Packed(); p.add(b'{"a":1}'); p.add(b"hi"); p.finish()
 >>> list(p), bytes(p.joined)
@@ -8,50 +8,95 @@
 from __future__ import annotations
 
 import array
+import bisect
 
 import numpy as np
 
 
 class Packed:
-    """Payloads as one newline-joined buffer plus their sizes, instead of a bytes object each.
+    """Payloads as newline-joined buffers plus their sizes, instead of a bytes object each.
 
-    Each payload is appended to one growing buffer as it arrives (the bytes
-    object nats-py made is freed at once). :func:`nbnats.frames.build` reads
-    ``sizes`` and the ``joined`` buffer directly and Arrow parses it in place,
-    so a replay holds its payloads once. It reads as a sequence of bytes.
+    Two ways in: :meth:`add` (or the :meth:`appenders` of a reader's hot loop)
+    append to one growing buffer; :meth:`add_joined` keeps a chunk a reader
+    joined already, as it is (no copy), so that Arrow can parse the chunks
+    while the read goes on (:meth:`preread`). :func:`nbnats.data.frames.build`
+    reads ``sizes`` and the pre-read tables or the ``joined`` buffer (made on
+    first use). It reads as a sequence of bytes.
 
-    >>> p = Packed(); p.add(b'{"a":1}'); p.add(b"hi"); p.finish()
-    >>> list(p), bytes(p.joined)
-    ([b'{"a":1}', b'hi'], b'{"a":1}\\nhi')
+    >>> p = Packed(); p.add_joined(b'{"a":1}\\nhi', [7, 2]); p.add_joined(b"x", [1]); p.finish()
+    >>> list(p), p[2], bytes(p.joined)
+    ([b'{"a":1}', b'hi', b'x'], b'x', b'{"a":1}\\nhi\\nx')
     """
 
     def __init__(self):
         self._buf = bytearray()
         self._sizes = array.array("q")
         self._starts: np.ndarray | None = None
-        self.joined: bytearray | None = None
+        self._joined: bytes | bytearray | None = None
+        self._finished = False
+        self.chunks: list[tuple[bytes, int, int]] = []   # (joined payloads, first row, rows)
+        self.tables: dict[int, tuple] = {}               # chunk index → what data.bulk.read_chunk made of it
 
     def add(self, data: bytes) -> None:
+        if self.chunks:
+            self._to_buffer()
         self._buf += data
         self._buf.append(10)
         self._sizes.append(len(data))
 
     def add_joined(self, joined: bytes, sizes) -> None:
         """Append payloads already joined by newlines (``sizes`` gives each one's length)."""
-        if len(sizes):
+        if not len(sizes):
+            return
+        if self._buf:
             self._buf += joined
             self._buf.append(10)
-            self._sizes.extend(sizes)
+        else:
+            self.chunks.append((joined, len(self._sizes), len(sizes)))
+        self._sizes.extend(sizes)
 
     def appenders(self):
         """Bound (extend, separate, add_size) functions, for a reader's hot loop (one message: all three)."""
+        if self.chunks:
+            self._to_buffer()
         return self._buf.extend, self._buf.append, self._sizes.append
 
+    def _to_buffer(self) -> None:
+        for data, _, _ in self.chunks:
+            self._buf += data
+            self._buf.append(10)
+        self.chunks, self.tables = [], {}
+
+    def preread(self, reader) -> int:
+        """Run ``reader(chunk, sizes)`` on each chunk not read yet (any thread; the chunks are
+        immutable); keep what it returns in :attr:`tables`. Returns how many chunks were read."""
+        done = 0
+        for i in range(len(self.chunks)):
+            if i not in self.tables:
+                data, first, n = self.chunks[i]
+                # a copy of the sizes: a view would stop the reader's thread from growing the array
+                self.tables[i] = reader(data, np.frombuffer(self._sizes[first:first + n], np.int64))
+                done += 1
+        return done
+
     def finish(self) -> None:
-        """Drop the last separator; the buffer is frozen from now on."""
-        if self.joined is None:
-            del self._buf[-1:]
-            self.joined = self._buf
+        """Drop the last separator; the buffers are frozen from now on."""
+        if not self._finished:
+            self._finished = True
+            if not self.chunks:
+                del self._buf[-1:]
+
+    @property
+    def joined(self):
+        """All payloads in one newline-joined buffer (joined from the chunks on first use)."""
+        self.finish()
+        if self._joined is None:
+            if self.chunks:
+                self._joined = b"\n".join(data for data, _, _ in self.chunks)
+                self.chunks = []            # held once: the joined buffer replaces them
+            else:
+                self._joined = self._buf
+        return self._joined
 
     def _offsets(self) -> np.ndarray:
         self.finish()
@@ -68,6 +113,11 @@ class Packed:
         return len(self._sizes)
 
     def __getitem__(self, i: int) -> bytes:
+        if self.chunks and self._joined is None:       # one row: no need to join everything
+            c = bisect.bisect_right([first for _, first, _ in self.chunks], i) - 1
+            data, first, _ = self.chunks[c]
+            start = int(self._offsets()[i] - self._offsets()[first])
+            return data[start:start + self._sizes[i]]
         start = int(self._offsets()[i])
         return bytes(memoryview(self.joined)[start:start + self._sizes[i]])
 

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from nbnats.data import frames, outputs, validate
+from nbnats.data import bulk as data_bulk, frames, outputs, validate
 from nbnats.data.packed import Packed
 from nbnats.data.units import parse_time, seconds, to_ns
 from nbnats.engine import api, bulk
@@ -86,13 +86,17 @@ def replay(stream: str, subject: str | list[str] | None = None, since: Any = Non
     sink = Sink()
     fut = loop.submit(_read(conn, plan, sink, timeout))
     bar, shown = None, 0
+    # JSON payloads are parsed by Arrow here, chunk by chunk, while the loop thread reads on
+    preread = decode is None and frames.subject_decoder is None
     try:
         while True:
             # wait() rather than result(timeout): the read's own Timeout is a TimeoutError too
-            concurrent.futures.wait([fut], 0.1)
+            concurrent.futures.wait([fut], 0.02 if preread else 0.1)
             if fut.done():
                 fut.result()
                 break
+            if preread:
+                sink.payloads.preread(data_bulk.read_chunk)
             if bar is None and sink.total is not None:
                 from nbnats.progress import progress_bar
                 bar = progress_bar(sink.total, f"replay {stream}", enabled=progress)
@@ -187,6 +191,8 @@ def _frame(plan: Plan, sink: Sink, decode, warn: bool = True) -> pd.DataFrame:
         headers = list(itertools.compress(headers, keep))
         seqs, times = seqs[keep], times[keep]
     payloads.finish()
+    if decode is None and frames.subject_decoder is None:
+        payloads.preread(data_bulk.read_chunk)      # what the read left (all of it, for a short read)
     sink.subjects, sink.payloads, sink.headers = [], Packed(), []
     if decode is False:
         decoder = _raw
