@@ -264,6 +264,33 @@ async def _open(name: str, url: str, opts: dict[str, Any], timeout: float, serve
     return conn
 
 
+async def open_as(name: str, url: str, opts: dict[str, Any], timeout: float, server=None) -> Connection:
+    """A new connection beside the session's (loop thread), not registered as one of its connections;
+    the caller closes it. ``opts`` as :func:`connect` takes them.
+
+    >>> own = await open_as("nbnats-system", srv.url, srv.nodes[0].system.options(), 2.0, srv)   # doctest: +SKIP
+    """
+    return await _open(name, url, opts, timeout, server)
+
+
+async def open_like(conn: Connection, client_name: str, timeout: float) -> Connection:
+    """A new connection to ``conn``'s server as ``conn``'s user (loop thread); the caller closes it.
+
+    >>> bench_conn = await open_like(nbnats.current(), "nbnats-bench", 5.0)   # doctest: +SKIP
+    """
+    opts = dict(_settings.get(conn.name, {}))
+    url = opts.get("url") or os.environ.get("NATS_URL") or (conn.server.url if conn.server is not None else conn.url)
+    started = conn.server or _started_server(url)
+    if started is not None and started.auth and not _has_credentials(opts, url):
+        opts.update(started.auth.options())
+    return await _open(client_name, url, {**opts, "client_name": client_name}, timeout, conn.server)
+
+
+def started_server(url: str):
+    """The running server this process started at ``url`` (any loopback name for its host), if any."""
+    return _started_server(url)
+
+
 def _connect_error(url: str, exc: BaseException) -> NatsError:
     text = str(exc) or type(exc).__name__
     shown = _redact(url)

@@ -27,7 +27,8 @@ from nbnats.engine.publish import publish as js_publish
 from nbnats.errors import PayloadTooLarge, Timeout, ValidationError
 from nbnats.runtime import loop
 from nbnats.runtime.connection import current, ping as round_trip
-from nbnats.system.clients import close_quietly, open_like
+from nbnats.runtime.connection import open_like
+from nbnats.system.clients import close_quietly
 from nbnats.system.result import Result, typed
 
 KINDS = ("pub", "sub", "req", "js")

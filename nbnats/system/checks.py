@@ -21,7 +21,8 @@ from nbnats.engine import api
 from nbnats.errors import NatsError, ValidationError
 from nbnats.runtime import loop
 from nbnats.runtime.connection import ping as round_trip
-from nbnats.system.clients import close_quietly, open_like
+from nbnats.runtime.connection import open_like
+from nbnats.system.clients import close_quietly
 
 LEVELS = ("OK", "WARNING", "CRITICAL")
 COLUMNS = {"check": "string", "status": "string", "value": "float64", "warn": "float64", "critical": "float64",

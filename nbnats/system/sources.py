@@ -123,11 +123,11 @@ async def open_source(conn, timeout: float) -> Source:
 
     >>> src = await open_source(nbnats.current(), 2.0)   # doctest: +SKIP
     """
-    srv = conn.server or connection._started_server(conn.url)
+    srv = conn.server or connection.started_server(conn.url)
     system = srv.nodes[0].system if srv is not None else None
     if system is None:
         return Source(conn, conn.nc)
     urls = ",".join(n.url for n in srv.nodes if n.running) or srv.url
-    own = await connection._open("nbnats-system", urls, {**system.options(), "client_name": "nbnats-system"},
+    own = await connection.open_as("nbnats-system", urls, {**system.options(), "client_name": "nbnats-system"},
                                  timeout, srv)
     return Source(conn, own.nc, own)
