@@ -351,6 +351,16 @@ async def _read_consumers(conn: Connection, plan: Plan, sink: Sink, first: int, 
             start, since = sink.last_seq + 1, None
 
 
+def outcome(plan: Plan, sink: Sink, goal: int, finished: bool, failure: list, short: list) -> str:
+    """How one consumer's read ended: "stalled", "short" (the server said it had no more before
+    the plan's end) or "done"."""
+    if not finished or failure:
+        return "stalled"
+    complete = sink.last_seq >= plan.stop or sink.count >= goal or (
+        plan.until is not None and sink.last_time > plan.until)
+    return "short" if short and not complete else "done"
+
+
 async def _next_stored(conn: Connection, plan: Plan, seq: int) -> int | None:
     """The first stored sequence at or after ``seq`` (matching the filter) up to the plan's stop; None if none."""
     if seq > plan.stop:
@@ -477,11 +487,7 @@ async def _consume(conn: Connection, plan: Plan, sink: Sink, start: int, since: 
         else:
             finished = True
         settle()
-        if not finished or failure:
-            return "stalled"
-        complete = sink.last_seq >= plan.stop or sink.count >= goal or (
-            plan.until is not None and sink.last_time > plan.until)
-        return "short" if short and not complete else "done"
+        return outcome(plan, sink, goal, finished, failure, short)
     finally:
         try:
             await _unsubscribe(conn, sub, drops, plan)

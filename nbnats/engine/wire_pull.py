@@ -190,11 +190,7 @@ async def consume(conn: Connection, wire: Wire, plan, sink, start: int, since, s
         settle()
         if wire.lost.is_set():
             return "lost"
-        if not finished or failure:
-            return "stalled"
-        complete = sink.last_seq >= plan.stop or sink.count >= goal or (
-            plan.until is not None and sink.last_time > plan.until)
-        return "short" if short and not complete else "done"
+        return bulk.outcome(plan, sink, goal, finished, failure, short)
     finally:
         wire.parser = wire.on_msg = wire.on_hmsg = wire.after_read = None
         wire.unsubscribe(sid)
