@@ -47,3 +47,34 @@ def test_reports_list_every_server(cluster, uid):
     finally:
         connection.close(uid)
         connection.close(other.name)
+
+
+def test_stream_and_consumer_reports_show_cluster_state(cluster, uid):
+    """On R3: the report names the leader and two peers; a stopped peer shows as lagging, then current again."""
+    from faultkit import wait_until
+    names = sorted(n.name for n in cluster.nodes)
+    nbnats.connect(",".join(n.url for n in cluster.nodes), name=uid)
+    try:
+        stream = f"R{uid}"
+        nbnats.add_stream(stream, f"{uid}.>", replicas=3, connection=uid)
+        nbnats.add_consumer(stream, "c", durable=True, connection=uid)
+        for i in range(20):
+            nbnats.publish(f"{uid}.x", {"i": i}, js=True, connection=uid)
+
+        def row():
+            rep = nbnats.stream_report(connection=uid)
+            return rep[rep["name"] == stream].iloc[0]
+        wait_until(lambda: row()["leader"] in names and len(row()["peers"]) == 2 and not row()["lagging"], 20,
+                   "an R3 stream with a leader and two current peers")
+        r = row()
+        assert r["replicas"] == 3 and r["messages"] == 20 and sorted([r["leader"], *r["peers"]]) == names
+        assert nbnats.consumer_report(stream, connection=uid)["pending"].tolist() == [20]
+        peer = next(n for n in cluster.nodes if n.name == r["peers"][0])
+        peer.stop()
+        try:
+            wait_until(lambda: peer.name in row()["lagging"], 30, "the stopped peer shown as lagging")
+        finally:
+            peer.start()
+        wait_until(lambda: not row()["lagging"], 60, "every peer current again")
+    finally:
+        nbnats.close(uid)
