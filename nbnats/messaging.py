@@ -27,6 +27,7 @@ from nbnats.data import payload as payload_mod
 from nbnats.data.payload import Message, encode
 from nbnats.engine import api
 from nbnats.engine import publish as engine_publish
+from nbnats.engine.window import publish_window
 from nbnats.errors import (JetStreamError, NatsError, NoResponders, NotConnected, NotFound, PayloadTooLarge,
                            ServiceError, Timeout, ValidationError)
 from nbnats.runtime import connection, loop
@@ -213,6 +214,7 @@ async def gather(conn: Connection, subject: str, data: bytes = b"", wait: float 
 
 _service_ids = itertools.count(1)
 ERRORS_KEPT = 20          # recent handler failures a responder keeps
+JS_WINDOW = 512           # publish_frame(js=True): acks outstanding at most
 log = logging.getLogger("nbnats")
 
 
@@ -347,7 +349,7 @@ class BatchSplitWarning(UserWarning):
 def publish_frame(subject: str | None, df, subject_column: str | None = None, headers: dict | None = None,
                   progress: bool | None = None, connection: str | None = None, *, atomic: bool = False,
                   msg_id: str | None = None, dry_run: bool = False, batch_size: int | None = None,
-                  timeout: float = 10.0):
+                  timeout: float = 10.0, js: bool = False):
     """Publish each row of a DataFrame as one JSON message; returns the count.
 
     The subject comes from ``subject`` or, per row, from ``subject_column``.
@@ -365,6 +367,12 @@ def publish_frame(subject: str | None, df, subject_column: str | None = None, he
 
     ``dry_run=True`` sends nothing and returns what would be sent: a frame
     of subject, headers, bytes (the payload), size.
+
+    ``js=True`` publishes each row to JetStream and waits for the stream's
+    acks (a window of them outstanding), so every row is stored or the first
+    refusal is raised; it returns how many were stored. Use it for a subject a
+    stream stores: plain publishes faster than the stream can store are
+    dropped by the server without a word.
 
     >>> nbnats.publish_frame("orders.created", df)                # doctest: +SKIP
     3
@@ -405,6 +413,21 @@ def publish_frame(subject: str | None, df, subject_column: str | None = None, he
     if atomic:
         return _publish_atomic(conn, subjects, payloads, row_headers, limit, timeout, progress)
     bar = progress_bar(len(payloads), f"publishing to {subject or subject_column}", enabled=progress)
+    if js:
+        async def rows():
+            for i, (s, p) in enumerate(zip(subjects, payloads)):
+                yield s, p, row_headers[i]
+                if i % 10_000 == 9_999:
+                    bar.update(10_000)
+
+        try:
+            stored = loop.run(publish_window(conn, subject or subject_column, rows(), window=JS_WINDOW,
+                                             timeout=timeout), 30 + len(payloads) / 5_000,
+                              f"publishing {len(payloads):,} rows to JetStream")
+            bar.update(len(payloads) % 10_000)
+        finally:
+            bar.close()
+        return stored
 
     async def send():
         for i, (s, p) in enumerate(zip(subjects, payloads)):

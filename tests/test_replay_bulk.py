@@ -254,3 +254,15 @@ def test_replay_magic_outputs_and_parquet(ip, stream, uid, tmp_path):
     assert isinstance(result.error_in_exec, nbnats.Conflict)
     ip.run_cell(f"s = %nats replay {stream} --to {tmp_path / 'm'} --resume")
     assert ip.user_ns["s"].rows == 20 and ip.user_ns["s"].rows_this_run == 0
+
+
+def test_publish_frame_js_stores_every_row_or_says_why(stream, uid):
+    """Plain publishes faster than a stream can store are dropped by the server without a word;
+    js=True waits for the stream's acks, so a large frame is stored whole (and refused plainly)."""
+    n = 120_000
+    frame = pd.DataFrame({"id": range(n), "kind": ["a", "b", "c"] * (n // 3)})
+    assert nbnats.publish_frame(f"{uid}.x", frame, js=True, progress=False) == n
+    assert nbnats.stream_info(stream).messages == n
+    assert nbnats.replay(stream, progress=False)["id"].tolist() == list(range(n))
+    with pytest.raises(nbnats.NotFound, match="no JetStream stream stores subject"):
+        nbnats.publish_frame(f"nostream{uid}.x", frame.head(3), js=True)

@@ -32,6 +32,9 @@ async def publish_window(conn, subject: str, parts: AsyncIterable[bytes], *, win
                          headers: dict | None = None) -> int:
     """Publish every part of ``parts`` to ``subject`` in order; return how many the stream stored.
 
+    A part is the payload, or a ``(subject, payload, headers)`` tuple for a
+    message of its own subject (``subject`` then only names them in errors).
+
     ``timeout`` bounds each wait for an ack (no ack for that long is a
     :class:`~nbnats.errors.Timeout`). A refused part raises its error, with
     ``err_code`` set to JetStream's code when the server gave one; parts sent
@@ -79,7 +82,10 @@ async def publish_window(conn, subject: str, parts: AsyncIterable[bytes], *, win
                 break
             await slots.acquire()
             outstanding.add(sent)
-            await nc.publish(subject, part, reply=f"{inbox}.{sent}", headers=headers)
+            if isinstance(part, tuple):
+                await nc.publish(part[0], part[1], reply=f"{inbox}.{sent}", headers=part[2])
+            else:
+                await nc.publish(subject, part, reply=f"{inbox}.{sent}", headers=headers)
             sent += 1
         while outstanding and state["failure"] is None:
             await wait_for_ack(f"the last {len(outstanding)} message(s)")
