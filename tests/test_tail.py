@@ -264,3 +264,20 @@ def test_a_tail_takes_a_list_of_subjects(connected, uid):
     for bad in ([], "", [f"{uid}.ok", "a..b"], 5):
         with pytest.raises(nbnats.ValidationError):
             nbnats.tail(bad)
+
+
+def test_a_catch_all_tail_reads_server_messages_with_an_empty_reply(connected, uid):
+    """The server writes some messages (JetStream advisories) with an empty reply field, as two spaces:
+    a tail on '>' reads them like any other, with no outage."""
+    t = nbnats.tail(">", limit=10_000)
+    assert t.transport == "wire"
+    nbnats.add_stream(f"A{uid}", f"{uid}.>")
+    try:
+        wait_until(lambda: any(s.startswith("$JS.EVENT.ADVISORY.") for s in t.df["subject"]), 10,
+                   "a JetStream advisory in the tail")
+        nbnats.publish(f"{uid}.after", "x")
+        wait_until(lambda: f"{uid}.after" in set(t.df["subject"]), 5, "the tail still receiving")
+        assert t.outages == 0 and t.loss == "none"
+    finally:
+        t.stop()
+        nbnats.delete_stream(f"A{uid}")

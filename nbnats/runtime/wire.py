@@ -32,7 +32,9 @@ import orjson
 
 from nbnats.errors import ConnectError, NatsError, NotConnected, Timeout
 
-_CONTROL = re.compile(rb"(H?)MSG ([^ \r\n]+) ([^ \r\n]+)(?: ([^ \r\n]+))? (\d+)(?: (\d+))?\r\n")
+# Fields are split by one space or more: the server writes an empty reply as two spaces
+# (seen on $JS.EVENT.ADVISORY.API); a parser that wants single spaces would drop the connection.
+_CONTROL = re.compile(rb"(H?)MSG +([^ \r\n]+) +([^ \r\n]+)(?: +([^ \r\n]+))? +(\d+)(?: +(\d+))? *\r\n")
 _STATUS = re.compile(rb"NATS/1\.0 (\d{3}) ?([^\r]*)")
 
 Parser = Callable[[bytes, int], int]

@@ -29,7 +29,7 @@ from nbnats.errors import NatsError
 from nbnats.runtime.wire import Dial, Wire
 
 RETRY = 0.25
-_MSG = re.compile(rb"MSG ([^ ]+) \d+(?: [^ ]+)? (\d+)\r\n")
+_MSG = re.compile(rb"MSG +([^ \r\n]+) +\d+ +(?:[^ \r\n]+ +)?(\d+)\r\n")   # an empty reply: two spaces
 
 
 class WireSubscription:
