@@ -26,7 +26,8 @@ from nbnats.jetstream.display import ConsumerInfo, StreamInfo, StreamMessage
 from nbnats.jetstream.streams import (add_stream, delete_stream, edit_stream, get_message, purge_stream,
                                       stream_info, streams)
 from nbnats.kv import KV, Entry, KVWatch, buckets, delete_bucket, kv
-from nbnats.messaging import BatchSplitWarning, PubAck, Service, publish, publish_frame, request, serve
+from nbnats.messaging import PubAck, Service, publish, request, serve
+from nbnats.frame_publish import BatchSplitWarning, publish_frame
 from nbnats.objects import ObjectInfo, ObjectStore, delete_object_store, object_stores, objects
 from nbnats.data.payload import Message
 from nbnats.services import add_service, service_info, service_stats, services

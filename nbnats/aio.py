@@ -12,7 +12,7 @@ import asyncio
 import functools
 
 from nbnats.runtime import connection
-from nbnats import messaging, tail as _tail
+from nbnats import frame_publish, messaging, tail as _tail
 
 
 def _async(fn):
@@ -29,5 +29,5 @@ status = _async(connection.status)
 publish = _async(messaging.publish)
 request = _async(messaging.request)
 serve = _async(messaging.serve)
-publish_frame = _async(messaging.publish_frame)
+publish_frame = _async(frame_publish.publish_frame)
 tail = _async(_tail.tail)

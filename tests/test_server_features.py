@@ -16,7 +16,7 @@ from nbnats.engine import api
 from nbnats.engine.publish import schedule_pattern
 from nbnats.errors import Conflict, JetStreamError, NotFound, PayloadTooLarge, ValidationError
 from nbnats.jetstream.streams import check_flags
-from nbnats.messaging import BatchSplitWarning
+from nbnats.frame_publish import BatchSplitWarning
 from nbnats.runtime import server
 
 pytestmark = pytest.mark.timeout(90)

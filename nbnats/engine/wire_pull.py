@@ -19,7 +19,6 @@ import array
 import asyncio
 import re
 
-import numpy as np
 import pyarrow as pa
 
 from nbnats.engine import bulk

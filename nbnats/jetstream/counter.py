@@ -72,8 +72,8 @@ def _check_counter_stream(info: dict) -> None:
     name = info["config"]["name"]
     if not info["config"].get("allow_msg_counter"):
         raise JetStreamError(f"stream {name!r} does not allow counters",
-                             f"create a stream with allow_counter=True (it cannot be turned on later), "
-                             f"e.g. nbnats.add_stream('COUNTERS', subjects=..., allow_counter=True)")
+                             "create a stream with allow_counter=True (it cannot be turned on later), "
+                             "e.g. nbnats.add_stream('COUNTERS', subjects=..., allow_counter=True)")
 
 
 def counter_incr(subject: str, n: int = 1, timeout: float = 5.0, connection: str | None = None) -> int:

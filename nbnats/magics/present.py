@@ -15,7 +15,7 @@ from typing import Any
 
 import pandas as pd
 
-from nbnats.data.outputs import OUTPUTS, as_output
+from nbnats.data.outputs import OUTPUTS, as_output  # noqa: F401  (OUTPUTS: the magics' Enum)
 from nbnats.errors import ValidationError
 
 
