@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import doctest
-import importlib
-import time
 
 import nats
 import orjson

@@ -13,7 +13,7 @@ import pytest
 
 import nbnats
 from nbnats.errors import Conflict, JetStreamError, NatsError, NotFound, ValidationError
-from nbnats.jetstream import stream_copy, stream_ops
+from nbnats.jetstream import stream_copy
 
 from conftest import run_cell
 

@@ -1,6 +1,5 @@
 """Tails: the ring bound, exact drop counts, background receiving, the live widget."""
 
-import asyncio
 import subprocess
 import sys
 import time

@@ -105,13 +105,8 @@ def write(stream: str, to: str, plan: Plan, conn, *, resume: bool, timeout: floa
             read = [a for a in sink.seqs if len(a)]
             last = max(int(a[-1]) for a in read) if read else 0
             ended = not read or (p.limit is not None and sink.count < p.limit and not p.client_filter)
-            more = not ended and last < stop
-            if more:
-                # read the next chunk on the loop thread while this one is decoded and written here
-                df = None
-                current = submit(chunk_plan(last + 1, stop, written))
-            else:
-                current = None
+            # read the next chunk on the loop thread while this one is decoded and written here
+            current = submit(chunk_plan(last + 1, stop, written)) if not ended and last < stop else None
             df = _frame(p, sink, None, warn=False)
             summary.warnings += df.attrs.get("warnings", [])
             summary.gaps += df.attrs.get("gaps", [])
