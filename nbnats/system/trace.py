@@ -141,6 +141,7 @@ def trace(subject: str, body: Any = b"", timeout: Any = "2s", *, headers: dict |
     async def run() -> tuple[list[dict], bool]:
         events: list[dict] = []
         expected = [1]
+        origin = [False]        # the first server's event (no hop header): events come in any order
         done = asyncio.Event()
 
         async def on_event(msg) -> None:
@@ -150,7 +151,8 @@ def trace(subject: str, body: Any = b"", timeout: Any = "2s", *, headers: dict |
                 return
             events.append(event)
             expected[0] += int(event.get("hops") or 0)
-            if len(events) >= expected[0]:
+            origin[0] = origin[0] or not ((event.get("request") or {}).get("header") or {}).get(HOP)
+            if origin[0] and len(events) >= expected[0]:
                 done.set()
 
         inbox = conn.nc.new_inbox()
@@ -170,7 +172,7 @@ def trace(subject: str, body: Any = b"", timeout: Any = "2s", *, headers: dict |
         except (nats.errors.ConnectionClosedError, nats.errors.ConnectionReconnectingError,
                 nats.errors.StaleConnectionError):
             raise api.disconnected(conn) from None
-        return events, len(events) >= expected[0]
+        return events, origin[0] and len(events) >= expected[0]
 
     events, complete = loop.run(run(), timeout + 5, f"tracing a message to {subject!r}")
     rows = [row for event in events for row in _events(event, None)]
