@@ -21,7 +21,7 @@ import re
 
 import pyarrow as pa
 
-from nbnats.engine import bulk
+from nbnats.engine import bulk, msg_cut
 from nbnats.engine.get import parse_headers
 from nbnats.runtime.connection import Connection
 from nbnats.runtime.wire import Names, Wire, status
@@ -70,6 +70,8 @@ async def consume(conn: Connection, wire: Wire, plan, sink, start: int, since, s
         return "done"
     exact, reply_pattern = _patterns(plan.stream, name)
     fast = [None]           # the exact MSG pattern, learnt from the first message
+    layout: list[msg_cut.Layout | None] = [None]     # and its ack subjects' layout, for whole-read cuts
+    skip = [0]              # reads left before the whole-read cut is tried again (it failed lately)
     names = Names()
     cols = _Columns()
     done = asyncio.Event()
@@ -87,6 +89,22 @@ async def consume(conn: Connection, wire: Wire, plan, sink, start: int, since, s
             wire.publish(next_subject, b'{"batch":%d,"max_bytes":%d,"no_wait":true}' % (n, max_bytes), inbox)
 
     def parser(buf: bytes, pos: int) -> int:
+        if not pos and layout[0] is not None:
+            if skip[0]:
+                skip[0] -= 1
+            else:
+                got = msg_cut.cut(buf, pos, layout[0])
+                if got is not None:
+                    cols.subjects.extend(got.subjects)
+                    cols.seqs.extend(got.seqs)
+                    cols.times.extend(got.times)
+                    cols.payloads.extend(got.payloads)
+                    cols.sizes.extend(got.sizes)
+                    return got.end
+                skip[0] = 4         # statuses, headers or CRLF in payloads: frame by frame for a while
+        return careful(buf, pos)
+
+    def careful(buf: bytes, pos: int) -> int:
         match, end = fast[0], len(buf)
         if match is None:
             return pos
@@ -115,6 +133,7 @@ async def consume(conn: Connection, wire: Wire, plan, sink, start: int, since, s
             return          # not this consumer's (a stray reply on the inbox)
         if fast[0] is None:
             fast[0] = exact(reply)
+            layout[0] = msg_cut.Layout.of(reply)
         if header_block is not None:
             cols.headers[len(cols.sizes)] = parse_headers(header_block)
         cols.subjects.append(subject)
