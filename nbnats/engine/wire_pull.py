@@ -72,6 +72,7 @@ async def consume(conn: Connection, wire: Wire, plan, sink, start: int, since, s
     fast = [None]           # the exact MSG pattern, learnt from the first message
     layout: list[msg_cut.Layout | None] = [None]     # and its ack subjects' layout, for whole-read cuts
     skip = [0]              # reads left before the whole-read cut is tried again (it failed lately)
+    tries = [0]             # whole-read cuts left to try in this read
     names = Names()
     cols = _Columns()
     done = asyncio.Event()
@@ -89,19 +90,24 @@ async def consume(conn: Connection, wire: Wire, plan, sink, start: int, since, s
             wire.publish(next_subject, b'{"batch":%d,"max_bytes":%d,"no_wait":true}' % (n, max_bytes), inbox)
 
     def parser(buf: bytes, pos: int) -> int:
-        if not pos and layout[0] is not None:
-            if skip[0]:
-                skip[0] -= 1
-            else:
-                got = msg_cut.cut(buf, pos, layout[0])
-                if got is not None:
-                    cols.subjects.extend(got.subjects)
-                    cols.seqs.extend(got.seqs)
-                    cols.times.extend(got.times)
-                    cols.payloads.extend(got.payloads)
-                    cols.sizes.extend(got.sizes)
-                    return got.end
-                skip[0] = 4         # statuses, headers or CRLF in payloads: frame by frame for a while
+        # Each pull ends in a status reply, so a read may hold one: after a failed cut the careful
+        # path reads up to it, the wire takes it, and the rest is cut once more. Two failures in one
+        # read (headers, CRLF in payloads) leave the next reads to the careful path.
+        if not pos:
+            tries[0] = 2 if not skip[0] else 0
+            skip[0] = max(skip[0] - 1, 0)
+        if tries[0] and layout[0] is not None:
+            tries[0] -= 1
+            got = msg_cut.cut(buf, pos, layout[0])
+            if got is not None:
+                cols.subjects.extend(got.subjects)
+                cols.seqs.extend(got.seqs)
+                cols.times.extend(got.times)
+                cols.payloads.extend(got.payloads)
+                cols.sizes.extend(got.sizes)
+                return got.end
+            if not tries[0]:
+                skip[0] = 4
         return careful(buf, pos)
 
     def careful(buf: bytes, pos: int) -> int:
