@@ -133,9 +133,26 @@ def _read(buf, longest: int) -> pa.Table | None:
         if schema is not None:  # Arrow guessed timestamps; keep strings as sent
             table = pa_json.read_json(pa.BufferReader(buf), read_options=read,
                                       parse_options=pa_json.ParseOptions(explicit_schema=schema))
+        # what pandas' string columns hold: cast per chunk, not all at once at the end (only the columns
+        # that change: Arrow's own malformed lists, seen by _well_formed later, would fail a whole-table cast)
+        for i, (field, large) in enumerate(zip(table.schema, _large_strings(table.schema))):
+            if not field.type.equals(large):
+                table = table.set_column(i, field.name, table.column(i).cast(large))
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
         return None
     return table
+
+
+def _large_strings(schema: pa.Schema) -> list[pa.DataType]:
+    """The types of ``schema``'s columns with their strings (top level and in objects, not in lists) large."""
+    def fix(t: pa.DataType, depth: int) -> pa.DataType:
+        if pa.types.is_string(t):
+            return pa.large_string()
+        if pa.types.is_struct(t) and depth < MAX_DEPTH:    # deeper rows go to the per-row decoder
+            return pa.struct([pa.field(f.name, fix(f.type, depth + 1)) for f in t])
+        return t
+
+    return [fix(f.type, 1) for f in schema]
 
 
 def _mark(bad: np.ndarray, starts: np.ndarray, positions) -> None:
@@ -298,8 +315,10 @@ def _pandas(col: pa.ChunkedArray):
         return pd.arrays.IntegerArray(values, mask)
     if pa.types.is_null(t):
         return np.full(len(col), None, dtype=object)
-    if pa.types.is_floating(t) or pa.types.is_string(t):
-        return col.to_pandas().array if pa.types.is_string(t) else col.to_pandas().to_numpy()
+    if pa.types.is_string(t) or pa.types.is_large_string(t):
+        return col.to_pandas().array
+    if pa.types.is_floating(t):
+        return col.to_pandas().to_numpy()
     values = col.to_pylist()
     values = np.fromiter(values, dtype=object, count=len(values))
     return values if storable(t) else JsonArray(values)

@@ -77,13 +77,6 @@ def build(subjects: Sequence[str], times_ns: Sequence[int], payloads: Sequence[b
     sizes = getattr(payloads, "sizes", None)   # a packed payload column (replay) knows its sizes
     if sizes is None:
         sizes = np.fromiter(map(len, payloads), dtype="int64", count=n)
-    base = pd.DataFrame({
-        "subject": pd.Series(list(subjects), dtype=object),
-        "time": pd.to_datetime(np.asarray(times_ns, dtype="int64"), unit="ns", utc=True),
-        "seq": _seq_column(seqs, n),
-        "size": sizes,
-        "headers": pd.Series(list(headers) if headers is not None else [None] * n, dtype=object),
-    })
     parts = _Parts(n)
     decoders = {s: subject_decoder(s) for s in set(subjects)} if decode is None and subject_decoder else {}
     if any(decoders.values()):
@@ -96,6 +89,15 @@ def build(subjects: Sequence[str], times_ns: Sequence[int], payloads: Sequence[b
     else:
         parts.decode(payloads, decode, sizes)
     body, paths = parts.frame(_RESERVED, "data.")
+    # after the payloads, and unconsolidated (copy=False): a frame of a million rows is not held twice
+    base = pd.DataFrame({
+        "subject": pd.Series(_objects_of(subjects), dtype=object, copy=False),
+        "time": pd.to_datetime(np.asarray(times_ns, dtype="int64"), unit="ns", utc=True),
+        "seq": _seq_column(seqs, n),
+        "size": sizes,
+        "headers": pd.Series(_objects_of(headers) if headers is not None else np.full(n, None, dtype=object),
+                             dtype=object, copy=False),
+    }, copy=False)
     df = pd.concat([base, body], axis=1) if len(body.columns) else base
     df.attrs[PATHS] = paths
     return df
@@ -125,6 +127,13 @@ def decode_payloads(payloads: Sequence[bytes], decode: Callable[[bytes], Any] | 
     return body
 
 
+def _objects_of(values: Sequence) -> np.ndarray:
+    """An object array of ``values`` (which may be lists or dicts: never unpacked into dimensions)."""
+    out = np.empty(len(values), dtype=object)
+    out[:] = values if isinstance(values, list) else list(values)
+    return out
+
+
 def _seq_column(seqs: Sequence[int | None] | None, n: int) -> pd.arrays.IntegerArray:
     """Stream sequences as nullable Int64; core NATS rows (no ``seqs``) are all <NA>."""
     if seqs is None:   # built directly: pd.array([None] * n) costs ~50 ms per 300k rows
@@ -151,8 +160,9 @@ class _Parts:
             got = bulk.decode(payloads, sizes) if n else None
             if got is not None:
                 rows, slow_rows, columns = got
+                at = where[rows]            # once: one copy of the row numbers, shared by the columns
                 for path, values in columns.items():
-                    self.columns.setdefault(path, []).append((where[rows], values, True))
+                    self.columns.setdefault(path, []).append((at, values, True))
                 left = np.ones(n, dtype=bool)
                 left[rows] = False
                 left[slow_rows] = True
@@ -183,7 +193,8 @@ class _Parts:
                 values = np.full(self.n, None, dtype=object)
                 values[list(cells)] = np.fromiter(cells.values(), dtype=object, count=len(cells))
                 arrays[name] = flatten.column(values)
-        body = pd.DataFrame(arrays, index=pd.RangeIndex(self.n)) if arrays else pd.DataFrame(index=range(self.n))
+        body = pd.DataFrame(arrays, index=pd.RangeIndex(self.n), copy=False) if arrays else \
+            pd.DataFrame(index=range(self.n))
         paths = {names[p]: p for p in columns
                  if names[p] != ".".join(map(str, p)) or any(not isinstance(k, str) or "." in k for k in p)}
         return body, paths
