@@ -87,3 +87,17 @@ def test_bulk_and_per_row_paths_give_the_same_frame():
     assert [str(t) for t in bulk.dtypes] == [str(t) for t in per_row.dtypes]
     assert frames.payloads_of(bulk) == frames.payloads_of(per_row)
     assert bulk.loc[7, "decode_error"].startswith("invalid JSON: NaN")
+
+
+def test_every_cell_of_a_frame_can_be_set():
+    """Columns that come zero-copy from Arrow (or from a packed buffer's sizes) are copied, not left read-only."""
+    from nbnats.data.packed import Packed
+    rows = [orjson.dumps({"id": i, "v": i / 4, "name": f"n{i}", "ok": True}) for i in range(3000)]
+    packed = Packed()
+    packed.add_joined(b"\n".join(rows), [len(r) for r in rows])
+    for payloads in (rows, packed):
+        df = frames.build(["s"] * len(rows), range(len(rows)), payloads, seqs=list(range(len(rows))))
+        for column, value in (("id", 99), ("v", 1.5), ("size", 3), ("ok", False), ("name", "zz"), ("seq", 7),
+                              ("subject", "x"), ("time", pd.Timestamp(0, tz="UTC"))):
+            df.loc[1, column] = value
+            assert df.loc[1, column] == value

@@ -94,7 +94,7 @@ def build(subjects: Sequence[str], times_ns: Sequence[int], payloads: Sequence[b
         "subject": pd.Series(_objects_of(subjects), dtype=object, copy=False),
         "time": pd.to_datetime(np.asarray(times_ns, dtype="int64"), unit="ns", utc=True),
         "seq": _seq_column(seqs, n),
-        "size": sizes,
+        "size": _writable(sizes),
         "headers": pd.Series(_objects_of(headers) if headers is not None else np.full(n, None, dtype=object),
                              dtype=object, copy=False),
     }, copy=False)
@@ -125,6 +125,13 @@ def decode_payloads(payloads: Sequence[bytes], decode: Callable[[bytes], Any] | 
     body, paths = parts.frame(set(reserved) | set(SPECIAL_COLUMNS), prefix)
     body.attrs[PATHS] = paths
     return body
+
+
+def _writable(values):
+    """``values``, copied if it is a read-only view (of Arrow memory, say): a frame's cells can be set."""
+    if isinstance(values, np.ndarray) and not values.flags.writeable:
+        return values.copy()
+    return values
 
 
 def _objects_of(values: Sequence) -> np.ndarray:
@@ -187,7 +194,7 @@ class _Parts:
         if any(not typed for pieces in self.columns.values() for _, _, typed in pieces):
             order.sort(key=lambda p: min(_first_row(piece) for piece in self.columns[p]))
         for path in order:
-            arrays[names[path]] = columns[path]
+            arrays[names[path]] = _writable(columns[path])
         for name, cells in (("data", self.data), ("decode_error", self.errors)):
             if cells:
                 values = np.full(self.n, None, dtype=object)
