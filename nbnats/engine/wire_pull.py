@@ -2,9 +2,11 @@
 
 The consumer reader of :mod:`nbnats.engine.bulk` at wire speed. The consumer is
 made and removed through the session's connection (:mod:`nbnats.engine.api`);
-only its messages flow over a :class:`~nbnats.runtime.wire.Wire`. One pattern,
-built for this consumer's ack subjects, cuts a ``MSG`` frame and its stream
-sequence, timestamp and size in one match; payloads are joined into the sink's
+only its messages flow over a :class:`~nbnats.runtime.wire.Wire`. A whole socket
+read is cut at once where it holds only this consumer's ``MSG`` frames
+(:mod:`nbnats.engine.msg_cut`); otherwise one pattern, built for this consumer's
+ack subjects, cuts a frame and its stream sequence, timestamp and size in one
+match, frame by frame. Payloads are joined into the sink's
 packed buffer once per chunk; sequences and times are converted by Arrow, per
 chunk, not per message. Frames with headers and status replies take the
 generic path (the wire's callbacks).
