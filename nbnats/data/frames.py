@@ -91,11 +91,11 @@ def build(subjects: Sequence[str], times_ns: Sequence[int], payloads: Sequence[b
     body, paths = parts.frame(_RESERVED, "data.")
     # after the payloads, and unconsolidated (copy=False): a frame of a million rows is not held twice
     base = pd.DataFrame({
-        "subject": pd.Series(_objects_of(subjects), dtype=object, copy=False),
+        "subject": pd.Series(np.fromiter(subjects, dtype=object, count=n), dtype=object, copy=False),
         "time": pd.to_datetime(np.asarray(times_ns, dtype="int64"), unit="ns", utc=True),
         "seq": _seq_column(seqs, n),
         "size": _writable(sizes),
-        "headers": pd.Series(_objects_of(headers) if headers is not None else np.full(n, None, dtype=object),
+        "headers": pd.Series(np.fromiter(headers, dtype=object, count=n) if headers is not None else np.full(n, None, dtype=object),
                              dtype=object, copy=False),
     }, copy=False)
     df = pd.concat([base, body], axis=1) if len(body.columns) else base
@@ -132,13 +132,6 @@ def _writable(values):
     if isinstance(values, np.ndarray) and not values.flags.writeable:
         return values.copy()
     return values
-
-
-def _objects_of(values: Sequence) -> np.ndarray:
-    """An object array of ``values`` (which may be lists or dicts: never unpacked into dimensions)."""
-    out = np.empty(len(values), dtype=object)
-    out[:] = values if isinstance(values, list) else list(values)
-    return out
 
 
 def _seq_column(seqs: Sequence[int | None] | None, n: int) -> pd.arrays.IntegerArray:
