@@ -213,12 +213,24 @@ def saved_cells(page, lab: Lab, notebook: str, timeout: float = 15.0) -> list[di
         if time.monotonic() > deadline:
             raise TimeoutError(f"{notebook} was not saved within {timeout:g} s")
         time.sleep(0.1)
-    model = lab.get(f"api/contents/{notebook}")["content"]
+    model = _whole_notebook(lab, notebook, deadline)
     return [{"source": c["source"].splitlines()[0] if c["source"] else "",
              "execution_count": c.get("execution_count"),
              "errors": [f"{o.get('ename')}: {o.get('evalue')}" for o in c.get("outputs", [])
                         if o.get("output_type") == "error"]}
             for c in model["cells"] if c["cell_type"] == "code"]
+
+
+def _whole_notebook(lab: Lab, notebook: str, deadline: float) -> dict:
+    """The saved notebook's content. Jupyter writes a notebook in place, so its modification time
+    changes before the write ends: a read meanwhile is refused as unreadable (400) and is tried again."""
+    while True:
+        try:
+            return lab.get(f"api/contents/{notebook}")["content"]
+        except urllib.error.HTTPError as exc:
+            if exc.code != 400 or time.monotonic() > deadline:
+                raise
+        time.sleep(0.1)
 
 
 def copy_notebooks(names: list[str], dest: Path) -> None:
