@@ -168,8 +168,11 @@ def main() -> None:
     from nbnats.runtime import server
 
     with tempfile.TemporaryDirectory() as store, server.start(store=store, auth="none") as srv:   # peers connect plainly
+        from nbnats.engine import msg_cut
         print(f"nats-server {srv.info().get('version')} at {srv.url}; filling {STREAM} with {args.n:,} messages "
-              f"of ~{len(payload(args.n // 2))} bytes …", flush=True)
+              f"of ~{len(payload(args.n // 2))} bytes; nbnats cuts frames in "
+              f"{'C (nbnats/engine/_cut.c)' if msg_cut.NATIVE else 'Python (the C cut is not built or is off)'} …",
+              flush=True)
         t = time.perf_counter()
         asyncio.run(fill(srv.url, args.n))
         print(f"  filled in {time.perf_counter() - t:.1f} s", flush=True)

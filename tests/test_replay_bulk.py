@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 import pytest
 
 import nbnats
-from nbnats.engine import bulk as engine_bulk
+from nbnats.engine import bulk as engine_bulk, msg_cut
 from nbnats.jetstream import dataset
 from nbnats.runtime import server
 from nbnats.runtime.wire import Dial, Wire
@@ -50,8 +50,13 @@ def fill(uid: str, n: int, start: int = 0, connection: str | None = None) -> Non
                f"{n} messages stored")
 
 
-def test_the_bulk_connection_reads_what_nats_py_reads(stream, uid, monkeypatch):
-    """Same frame over both transports: plain, with headers, hostile payloads that look like frames."""
+@pytest.mark.parametrize("compiled", [True, False], ids=["compiled-cut", "python-cut"])
+def test_the_bulk_connection_reads_what_nats_py_reads(stream, uid, monkeypatch, compiled):
+    """Same frame over both transports (and both cuts of the wire's reads): plain, with headers,
+    hostile payloads that look like frames."""
+    if compiled and not msg_cut.NATIVE:
+        pytest.skip("the compiled cut is not built here (tests/test_msg_cut.py says why)")
+    monkeypatch.setattr(msg_cut, "NATIVE", compiled)
     fill(uid, 2000)
     nbnats.publish(f"{uid}.h", {"id": 2000}, headers={"Trace": "t-1", "X": "a b"}, js=True)
     tricky = [b"MSG a.b 1 $JS.ACK.x.y.1.2.3.4.0 5\r\nhello\r\n", b"\r\n", b"PING\r\n", b"", b"\xff\x00HMSG",

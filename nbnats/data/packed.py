@@ -73,7 +73,10 @@ class Packed:
             self._buf.append(10)
         else:
             self.chunks.append((joined, len(self._sizes), len(sizes)))
-        self._sizes.extend(sizes)
+        if isinstance(sizes, np.ndarray):
+            self._sizes.frombytes(sizes.astype(np.int64, copy=False).tobytes())
+        else:
+            self._sizes.extend(sizes)
 
     def appenders(self):
         """Bound (extend, separate, add_size) functions, for a reader's hot loop (one message: all three)."""

@@ -1,80 +1,216 @@
-"""A socket read's consumer messages cut all at once: C-level splits and checks, no per-message Python.
+"""One pull consumer's messages cut out of a socket read, with their sequences and times.
 
 A pull consumer's deliveries are runs of plain ``MSG`` frames::
 
     MSG <subject> <sid> $JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ns>.<pending> <size>\\r\\n<payload>\\r\\n
 
-:func:`cut` splits a buffer on CRLF once and reads the pieces as (line,
-payload) pairs, then proves the pairing right rather than trusting it: every
-line has the five fields of a ``MSG`` with a reply, every payload is exactly
-the declared size, every reply is this consumer's. A payload holding CRLF
-shifts the pairing and fails the size check, so does any other frame (a
-status reply, a ``PING``): the caller then takes the careful frame-by-frame
-path for this read. Nothing is guessed, so nothing is cut wrongly.
+A :class:`Cutter` is made from the consumer's first ack subject and cuts the
+complete frames of that consumer from a position on, stopping at the first
+that is anything else (a status reply, a ``PING``, a frame with headers) or
+not whole yet; the wire's own parser takes that one. Rows come out as columns
+(:class:`Cut`): subjects, stream sequences and timestamps as int64, sizes, and
+the payloads joined by newlines, ready for Arrow's JSON reader.
 
->>> layout = Layout.of(b"$JS.ACK.S.c.1.7.1.1700000000000000000.0")
->>> buf = b"MSG a.b 1 $JS.ACK.S.c.1.7.1.1700000000000000000.0 2\\r\\nhi\\r\\nMSG a"
->>> got = cut(buf, 0, layout); got.end, got.subjects, got.seqs, got.payloads
-(57, [b'a.b'], [b'7'], [b'hi'])
+Two implementations, one behaviour. The compiled one (``nbnats/engine/_cut.c``,
+built at install time where a C compiler is found) walks the frames in one
+pass. The Python one, used where it was not built or when ``NBNATS_PURE_PYTHON``
+is set, splits a whole read on CRLF in C-level calls and proves the pairing
+right (every line a ``MSG`` of this consumer, every payload of its declared
+size), else goes frame by frame with one exact pattern. Nothing is guessed,
+so nothing is cut wrongly: tests run both on the same hostile reads.
+
+>>> c = Cutter.of(b"$JS.ACK.S.c.1.7.1.1700000000000000000.0", "S", "c")
+>>> got = c.cut(b"MSG a.b 1 $JS.ACK.S.c.1.7.1.1700000000000000000.0 2\\r\\nhi\\r\\nMSG a", 0)
+>>> got.end, got.subjects, got.seqs.tolist(), got.joined
+(57, ['a.b'], [7], b'hi')
 """
 
 from __future__ import annotations
 
+import os
+import re
+import sys
 from dataclasses import dataclass
 
+import numpy as np
+import pyarrow as pa
 
-@dataclass(frozen=True)
-class Layout:
-    """Where one consumer's ack subjects keep the stream sequence and the timestamp."""
+try:
+    from nbnats.engine import _cut
+except ImportError:         # built without a C compiler: the Python cut below does the same
+    _cut = None
 
-    tokens: int        # dot-separated tokens in every ack subject of the consumer
-    stream_at: int     # index of the stream's token (the consumer's follows)
-    stream: bytes
-    consumer: bytes
+NATIVE = _cut is not None and not os.environ.get("NBNATS_PURE_PYTHON")
 
-    @classmethod
-    def of(cls, reply: bytes) -> Layout | None:
-        """The layout of ``reply`` (an ack subject, with or without domain, account hash and token)."""
-        parts = reply.split(b".")
-        # $JS.ACK.<stream>.<consumer>.<5 numbers>[.<token>], or with <domain>.<account hash> after ACK
-        at = 2 if len(parts) in (9, 10) else 4 if len(parts) in (11, 12) else None
-        if at is None or parts[:2] != [b"$JS", b"ACK"]:
-            return None
-        return cls(len(parts), at, parts[at], parts[at + 1])
+
+class Codes(dict):
+    """Subject bytes → a small int, handed out on first sight; ``strings[code]`` is the subject."""
+
+    def __init__(self):
+        super().__init__()
+        self.strings: list[str] = []
+
+    def __missing__(self, key: bytes) -> int:
+        self.strings.append(sys.intern(key.decode("utf-8", "surrogateescape")))
+        value = self[key] = len(self.strings) - 1
+        return value
 
 
 @dataclass
 class Cut:
-    end: int                  # where the first frame not taken starts
-    subjects: list[bytes]
-    seqs: list[bytes]         # stream sequences, as digits
-    times: list[bytes]        # nanoseconds since the epoch, as digits
-    payloads: list[bytes]
-    sizes: list[int]
+    """Consecutive rows cut from one read: ``end`` is where the first frame not taken starts."""
+
+    end: int
+    subjects: list[str]
+    seqs: np.ndarray          # stream sequences, int64
+    times: np.ndarray         # nanoseconds since the epoch, int64
+    sizes: np.ndarray         # payload sizes, int64
+    joined: bytes             # the payloads, separated by newlines
+
+    def __len__(self) -> int:
+        return len(self.sizes)
 
 
-def cut(buf: bytes, pos: int, layout: Layout) -> Cut | None:
-    """The complete consumer messages of ``buf`` from ``pos`` on, or None when something else is among them."""
-    data = buf[pos:] if pos else buf
-    parts = data.split(b"\r\n")
-    pairs = (len(parts) - 1) // 2           # the last piece is unfinished (maybe empty)
-    if not pairs:
-        return None
-    lines, payloads = parts[0:2 * pairs:2], parts[1:2 * pairs:2]
-    fields = b" ".join(lines).split(b" ")
-    if len(fields) != 5 * pairs or fields[0::5].count(b"MSG") != pairs:
-        return None                          # a frame with headers, a reply-less one, a PING…
-    sizes = list(map(len, payloads))
-    try:
-        if list(map(int, fields[4::5])) != sizes:
-            return None                      # a payload with CRLF inside: the pairing is off
-    except ValueError:
-        return None
-    k, at = layout.tokens, layout.stream_at
-    tokens = b".".join(fields[3::5]).split(b".")
-    if len(tokens) != k * pairs or tokens[at::k].count(layout.stream) != pairs or \
-            tokens[at + 1::k].count(layout.consumer) != pairs:
-        return None                          # not all this consumer's replies
-    rest = parts[2 * pairs:]
-    end = len(buf) - sum(map(len, rest)) - 2 * (len(rest) - 1)
-    return Cut(end, fields[1::5], tokens[at + 3::k], tokens[at + 5::k], payloads, sizes)
+class Cutter:
+    """The frames of one consumer, known by its ack subjects' ``prefix`` (up to the consumer's name
+    and its dot) and whether they end in a ``token``; made by :meth:`of`.
+
+    ``compiled=False`` takes the Python implementation even where the C one is built.
+    """
+
+    def __init__(self, prefix: bytes, token: bool, compiled: bool | None = None):
+        self.prefix, self.token = prefix, token
+        self.compiled = NATIVE if compiled is None else compiled and _cut is not None
+        self.codes = Codes()
+        n = rb"\d{1,19}"           # as the compiled cut: a number fits int64
+        self._exact = re.compile(rb"MSG ([^ \r\n]+) %s %s%s\.(%s)\.%s\.(%s)\.%s%s (%s)\r\n" % (
+            n, re.escape(prefix), n, n, n, n, n, rb"\.[^ .\r\n]+" if token else b"", n)).match
+        self._skip = 0      # reads left before the whole-read split is tried again (it failed lately)
+        self._tries = 0     # whole-read splits left to try in this read
+
+    @classmethod
+    def of(cls, reply: bytes, stream: str, consumer: str, compiled: bool | None = None) -> Cutter | None:
+        """The cutter for ``consumer`` of ``stream`` from one of its ack subjects (with or without
+        domain, account hash and token); None when ``reply`` is not one."""
+        parts = reply.split(b".")
+        # $JS.ACK.<stream>.<consumer>.<5 numbers>[.<token>], or with <domain>.<account hash> after ACK
+        at = 2 if len(parts) in (9, 10) else 4 if len(parts) in (11, 12) else None
+        if at is None or parts[:2] != [b"$JS", b"ACK"] or parts[at:at + 2] != [stream.encode(), consumer.encode()]:
+            return None
+        cutter = cls(b".".join(parts[:at + 2]) + b".", len(parts) in (10, 12), compiled)
+        return cutter if cutter.one(b"", reply, b"") is not None else None
+
+    def one(self, subject: bytes, reply: bytes, payload: bytes) -> Cut | None:
+        """One message the wire parsed itself (one with headers, say) as a row; None if not this consumer's."""
+        if not reply.startswith(self.prefix):
+            return None
+        tokens = reply[len(self.prefix):].split(b".")
+        if len(tokens) != (6 if self.token else 5) or not _numbers(tokens[:5]) or b"" in tokens[5:]:
+            return None
+        return self._columns(0, [subject], [tokens[1]], [tokens[3]], [payload])
+
+    def cut(self, buf: bytes, pos: int) -> Cut | None:
+        """This consumer's complete frames in ``buf`` from ``pos`` on; None when the first is not one."""
+        if self.compiled:
+            end, rows, codes, seqs, times, sizes, joined = _cut.cut(buf, pos, self.prefix, self.token, self.codes)
+            if not rows:
+                return None
+            strings = self.codes.strings
+            return Cut(end, list(map(strings.__getitem__, np.frombuffer(codes, np.int32).tolist())),
+                       np.frombuffer(seqs, np.int64), np.frombuffer(times, np.int64),
+                       np.frombuffer(sizes, np.int64), joined)
+        return self._python(buf, pos)
+
+    # -- the Python implementation -------------------------------------------------------
+    def _python(self, buf: bytes, pos: int) -> Cut | None:
+        # Each pull ends in a status reply, so a read may hold one: after a failed split the
+        # frame-by-frame path reads up to it, the wire takes it, and the rest is split once more.
+        # Two failures in one read (headers, CRLF in payloads) leave the next reads to that path.
+        if not pos:
+            self._tries = 2 if not self._skip else 0
+            self._skip = max(self._skip - 1, 0)
+        if self._tries:
+            self._tries -= 1
+            got = self._whole(buf, pos)
+            if got is not None:
+                return got
+            if not self._tries:
+                self._skip = 4
+        return self._by_frame(buf, pos)
+
+    def _whole(self, buf: bytes, pos: int) -> Cut | None:
+        """Every frame of the read at once, or None when anything else is among them."""
+        data = buf[pos:] if pos else buf
+        parts = data.split(b"\r\n")
+        pairs = (len(parts) - 1) // 2           # the last piece is unfinished (maybe empty)
+        if not pairs:
+            return None
+        lines, payloads = parts[0:2 * pairs:2], parts[1:2 * pairs:2]
+        joined_lines = b" ".join(lines)
+        fields = joined_lines.split(b" ")
+        if len(fields) != 5 * pairs or fields[0::5].count(b"MSG") != pairs or b"\r" in joined_lines or \
+                b"\n" in joined_lines or b"" in fields[1::5]:
+            return None                          # a frame with headers, a reply-less one, a PING…
+        try:
+            sizes = list(map(int, fields[4::5]))
+        except ValueError:
+            return None
+        if sizes != list(map(len, payloads)):
+            return None                          # a payload with CRLF inside: the pairing is off
+        head = self.prefix.split(b".")[:-1]      # the prefix's tokens, then five numbers (and a token)
+        k = len(head) + (6 if self.token else 5)
+        tokens = b".".join(fields[3::5]).split(b".")
+        if len(tokens) != k * pairs or any(tokens[i::k].count(t) != pairs for i, t in enumerate(head)) or \
+                (self.token and b"" in tokens[k - 1::k]):
+            return None                          # not all this consumer's replies
+        rest = parts[2 * pairs:]
+        end = pos + len(data) - sum(map(len, rest)) - 2 * (len(rest) - 1)
+        p = len(head)
+        return self._columns(end, fields[1::5], tokens[p + 1::k], tokens[p + 3::k], payloads, sizes)
+
+    def _by_frame(self, buf: bytes, pos: int) -> Cut | None:
+        match, end = self._exact, len(buf)
+        subjects: list[bytes] = []
+        seqs: list[bytes] = []
+        times: list[bytes] = []
+        payloads: list[bytes] = []
+        while True:
+            m = match(buf, pos)
+            if m is None:
+                break
+            start = m.end()
+            subject, seq, ts, size = m.groups()
+            stop = start + int(size)
+            if stop + 2 > end or buf[stop:stop + 2] != b"\r\n":
+                break
+            subjects.append(subject)
+            seqs.append(seq)
+            times.append(ts)
+            payloads.append(buf[start:stop])
+            pos = stop + 2
+        return self._columns(pos, subjects, seqs, times, payloads) if subjects else None
+
+    def _columns(self, end: int, subjects, seqs, times, payloads, sizes=None) -> Cut | None:
+        """The rows as columns; None when a sequence or time is not a number that fits int64."""
+        seqs, times = _ints(seqs), _ints(times)
+        if seqs is None or times is None:
+            return None
+        codes, strings = self.codes, self.codes.strings
+        return Cut(end, [strings[codes[s]] for s in subjects], seqs, times,
+                   np.array(sizes if sizes is not None else list(map(len, payloads)), np.int64),
+                   b"\n".join(payloads))
+
+
+def _numbers(fields: list[bytes]) -> bool:
+    """Every field is 1 to 19 ASCII digits."""
+    return b"".join(fields).isdigit() and b"" not in fields and max(map(len, fields)) <= 19
+
+
+def _ints(digits: list[bytes]) -> np.ndarray | None:
+    """ASCII digits → int64, converted by Arrow in one call; None if one is not such a number."""
+    if b"".join(digits).isdigit():      # (Arrow would take signs and spaces)
+        try:
+            return pa.array(digits, pa.binary()).cast(pa.string()).cast(pa.int64()).to_numpy()
+        except pa.ArrowInvalid:
+            pass
+    return None

@@ -2,14 +2,11 @@
 
 The consumer reader of :mod:`nbnats.engine.bulk` at wire speed. The consumer is
 made and removed through the session's connection (:mod:`nbnats.engine.api`);
-only its messages flow over a :class:`~nbnats.runtime.wire.Wire`. A whole socket
-read is cut at once where it holds only this consumer's ``MSG`` frames
-(:mod:`nbnats.engine.msg_cut`); otherwise one pattern, built for this consumer's
-ack subjects, cuts a frame and its stream sequence, timestamp and size in one
-match, frame by frame. Payloads are joined into the sink's
-packed buffer once per chunk; sequences and times are converted by Arrow, per
-chunk, not per message. Frames with headers and status replies take the
-generic path (the wire's callbacks).
+only its messages flow over a :class:`~nbnats.runtime.wire.Wire`. Each socket
+read's frames of this consumer are cut at once (:mod:`nbnats.engine.msg_cut`:
+subjects, stream sequences, timestamps and the payloads joined by newlines);
+the rest (status replies, frames with headers) take the wire's generic path.
+Every CHUNK rows the cuts are moved into the sink as one joined payload chunk.
 
 >>> outcome = await consume(conn, wire, plan, sink, start=1, since=None, stall=10)   # doctest: +SKIP
 'done'
@@ -17,50 +14,29 @@ generic path (the wire's callbacks).
 
 from __future__ import annotations
 
-import array
 import asyncio
-import re
 
-import pyarrow as pa
+import numpy as np
 
 from nbnats.engine import bulk, msg_cut
 from nbnats.engine.get import parse_headers
 from nbnats.runtime.connection import Connection
-from nbnats.runtime.wire import Names, Wire, status
-
-_ints = pa.int64()
-
-
-def _patterns(stream: str, consumer: str):
-    """The pattern of this consumer's ack subjects (with or without domain and account hash), and a
-    function that, given one real ack subject, returns the exact MSG-line pattern for the rest."""
-    ack = rb"\$JS\.ACK\.(?:[^ .]+\.[^ .]+\.)?%s\.%s\.\d+\.(\d+)\.\d+\.(\d+)\.\d+(?:\.[^ .]+)?" % (
-        re.escape(stream.encode()), re.escape(consumer.encode()))
-    anchor = b".%s.%s." % (stream.encode(), consumer.encode())
-
-    def exact(reply: bytes):
-        # the literal prefix up to the consumer's name spares the matcher its backtracking
-        cut = reply.find(anchor)
-        if cut < 0:
-            return None
-        prefix = reply[:cut + len(anchor)]
-        token = rb"\.[^ .]+" if reply.count(b".") >= 11 else b""
-        return re.compile(rb"MSG ([^ ]+) \d+ %s\d+\.(\d+)\.\d+\.(\d+)\.\d+%s (\d+)\r\n" % (
-            re.escape(prefix), token)).match
-
-    return exact, re.compile(ack + rb"$")
+from nbnats.runtime.wire import Wire, status
 
 
 class _Columns:
-    """This chunk's rows as the hot loop appends them; moved into the sink by :meth:`settle`."""
+    """This chunk's rows as the reads cut them; moved into the sink by :meth:`settle`."""
 
     def __init__(self):
-        self.subjects: list[bytes] = []
-        self.seqs: list[bytes] = []
-        self.times: list[bytes] = []
-        self.payloads: list[bytes] = []
-        self.sizes = array.array("q")
+        self.cuts: list[msg_cut.Cut] = []
+        self.rows = 0
         self.headers: dict[int, dict | None] = {}      # row in this chunk → its headers
+
+    def add(self, cut: msg_cut.Cut, headers: dict | None = None) -> None:
+        if headers is not None:
+            self.headers[self.rows] = headers
+        self.cuts.append(cut)
+        self.rows += len(cut)
 
 
 async def consume(conn: Connection, wire: Wire, plan, sink, start: int, since, stall: float) -> str:
@@ -70,12 +46,7 @@ async def consume(conn: Connection, wire: Wire, plan, sink, start: int, since, s
     if remaining <= 0:
         await bulk._delete_consumer(conn, plan, name)
         return "done"
-    exact, reply_pattern = _patterns(plan.stream, name)
-    fast = [None]           # the exact MSG pattern, learnt from the first message
-    layout: list[msg_cut.Layout | None] = [None]     # and its ack subjects' layout, for whole-read cuts
-    skip = [0]              # reads left before the whole-read cut is tried again (it failed lately)
-    tries = [0]             # whole-read cuts left to try in this read
-    names = Names()
+    cutter: list[msg_cut.Cutter | None] = [None]     # made from the first ack subject
     cols = _Columns()
     done = asyncio.Event()
     asked = [sink.count]
@@ -92,63 +63,18 @@ async def consume(conn: Connection, wire: Wire, plan, sink, start: int, since, s
             wire.publish(next_subject, b'{"batch":%d,"max_bytes":%d,"no_wait":true}' % (n, max_bytes), inbox)
 
     def parser(buf: bytes, pos: int) -> int:
-        # Each pull ends in a status reply, so a read may hold one: after a failed cut the careful
-        # path reads up to it, the wire takes it, and the rest is cut once more. Two failures in one
-        # read (headers, CRLF in payloads) leave the next reads to the careful path.
-        if not pos:
-            tries[0] = 2 if not skip[0] else 0
-            skip[0] = max(skip[0] - 1, 0)
-        if tries[0] and layout[0] is not None:
-            tries[0] -= 1
-            got = msg_cut.cut(buf, pos, layout[0])
-            if got is not None:
-                cols.subjects.extend(got.subjects)
-                cols.seqs.extend(got.seqs)
-                cols.times.extend(got.times)
-                cols.payloads.extend(got.payloads)
-                cols.sizes.extend(got.sizes)
-                return got.end
-            if not tries[0]:
-                skip[0] = 4
-        return careful(buf, pos)
-
-    def careful(buf: bytes, pos: int) -> int:
-        match, end = fast[0], len(buf)
-        if match is None:
+        got = cutter[0].cut(buf, pos) if cutter[0] is not None else None
+        if got is None:
             return pos
-        subjects, seqs, times = cols.subjects.append, cols.seqs.append, cols.times.append
-        payloads, sizes = cols.payloads.append, cols.sizes.append
-        while True:
-            m = match(buf, pos)
-            if m is None:
-                return pos
-            start_ = m.end()
-            subject, seq, ts, size = m.groups()
-            size = int(size)
-            stop = start_ + size
-            if stop + 2 > end:
-                return pos
-            subjects(subject)
-            seqs(seq)
-            times(ts)
-            payloads(buf[start_:stop])
-            sizes(size)
-            pos = stop + 2
+        cols.add(got)
+        return got.end
 
     def add(subject: bytes, reply: bytes, header_block: bytes | None, payload: bytes) -> None:
-        m = reply_pattern.match(reply)
-        if m is None:
-            return          # not this consumer's (a stray reply on the inbox)
-        if fast[0] is None:
-            fast[0] = exact(reply)
-            layout[0] = msg_cut.Layout.of(reply)
-        if header_block is not None:
-            cols.headers[len(cols.sizes)] = parse_headers(header_block)
-        cols.subjects.append(subject)
-        cols.seqs.append(m.group(1))
-        cols.times.append(m.group(2))
-        cols.payloads.append(payload)
-        cols.sizes.append(len(payload))
+        if cutter[0] is None:
+            cutter[0] = msg_cut.Cutter.of(reply, plan.stream, name)
+        got = cutter[0].one(subject, reply, payload) if cutter[0] is not None else None
+        if got is not None:         # else not this consumer's: a stray reply on the inbox
+            cols.add(got, parse_headers(header_block) if header_block is not None else None)
 
     def on_msg(subject: bytes, reply: bytes | None, payload: bytes) -> None:
         if reply:
@@ -174,13 +100,14 @@ async def consume(conn: Connection, wire: Wire, plan, sink, start: int, since, s
 
     def settle() -> None:
         """Move this chunk's rows into the sink; stop at the plan's last sequence or time."""
-        n = len(cols.sizes)
+        n, cuts = cols.rows, cols.cuts
         if not n:
             return
-        seqs = pa.array(cols.seqs, pa.binary()).cast(pa.string()).cast(_ints).to_numpy()
-        times = pa.array(cols.times, pa.binary()).cast(pa.string()).cast(_ints).to_numpy()
-        sink.subjects.extend(map(names.__getitem__, cols.subjects))
-        sink.payloads.add_joined(b"\n".join(cols.payloads), cols.sizes)
+        seqs = np.concatenate([c.seqs for c in cuts])
+        times = np.concatenate([c.times for c in cuts])
+        for c in cuts:
+            sink.subjects.extend(c.subjects)
+        sink.payloads.add_joined(b"\n".join([c.joined for c in cuts]), np.concatenate([c.sizes for c in cuts]))
         if cols.headers:
             rows = [None] * n
             for i, h in cols.headers.items():
@@ -197,10 +124,10 @@ async def consume(conn: Connection, wire: Wire, plan, sink, start: int, since, s
             done.set()
 
     def after_read() -> None:
-        have = sink.count + len(cols.sizes)
-        if len(cols.sizes) >= bulk.CHUNK or have >= goal:
+        have = sink.count + cols.rows
+        if cols.rows >= bulk.CHUNK or have >= goal:
             settle()
-        elif cols.seqs and int(cols.seqs[-1]) >= plan.stop:
+        elif cols.cuts and int(cols.cuts[-1].seqs[-1]) >= plan.stop:
             settle()
         if have >= goal:
             done.set()
@@ -228,11 +155,11 @@ async def _wait(done: asyncio.Event, wire: Wire, sink, cols: _Columns, stall: fl
     lost = asyncio.ensure_future(wire.lost.wait())
     try:
         while not done.is_set() and not wire.lost.is_set():
-            seen = sink.count + len(cols.sizes)
+            seen = sink.count + cols.rows
             finished = asyncio.ensure_future(done.wait())
             await asyncio.wait([finished, lost], timeout=stall, return_when=asyncio.FIRST_COMPLETED)
             finished.cancel()
-            if not done.is_set() and not wire.lost.is_set() and sink.count + len(cols.sizes) == seen:
+            if not done.is_set() and not wire.lost.is_set() and sink.count + cols.rows == seen:
                 return False
         return True
     finally:
