@@ -11,13 +11,15 @@ not whole yet; the wire's own parser takes that one. Rows come out as columns
 (:class:`Cut`): subjects, stream sequences and timestamps as int64, sizes, and
 the payloads joined by newlines, ready for Arrow's JSON reader.
 
-Two implementations, one behaviour. The compiled one (``nbnats/engine/_cut.c``,
-built at install time where a C compiler is found) walks the frames in one
-pass. The Python one, used where it was not built or when ``NBNATS_PURE_PYTHON``
-is set, splits a whole read on CRLF in C-level calls and proves the pairing
-right (every line a ``MSG`` of this consumer, every payload of its declared
-size), else goes frame by frame with one exact pattern. Nothing is guessed,
-so nothing is cut wrongly: tests run both on the same hostile reads.
+Two implementations. The compiled one (``nbnats/engine/_cut.c``, built at
+install time where a C compiler is found) walks the frames in one pass. The
+Python one, used where it was not built or when ``NBNATS_PURE_PYTHON`` is set,
+splits a whole read on CRLF in C-level calls and proves the pairing right
+(every line a ``MSG`` of this consumer, every payload of its declared size),
+else goes frame by frame with one exact pattern. Whatever the payloads, both
+cut the same rows from what a server sends (tests run both on the same hostile
+reads, split anywhere); on control lines no server writes (a sid of letters, a
+sign before a number) the compiled cut is the stricter and stops there.
 
 >>> c = Cutter.of(b"$JS.ACK.S.c.1.7.1.1700000000000000000.0", "S", "c")
 >>> got = c.cut(b"MSG a.b 1 $JS.ACK.S.c.1.7.1.1700000000000000000.0 2\\r\\nhi\\r\\nMSG a", 0)
