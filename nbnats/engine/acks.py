@@ -37,17 +37,16 @@ def parse(reply: str | None) -> AckMeta | None:
 
     >>> parse("$JS.ACK.hub.ACC.KV_s.c.2.9.4.1700000000000000001.3.tok").deliveries
     2
-    >>> parse("_INBOX.x") is None
-    True
+    >>> parse("_INBOX.x") is None, parse("$JS.ACK.S.c.1.x.1.1700000000000000000.0") is None
+    (True, True)
     """
     if not reply or not reply.startswith("$JS.ACK."):
         return None
     t = reply.split(".")
-    if len(t) == 9:
-        return AckMeta(t[2], t[3], int(t[4]), int(t[5]), int(t[6]), int(t[7]), int(t[8]))
-    if len(t) >= 12:
-        return AckMeta(t[4], t[5], int(t[6]), int(t[7]), int(t[8]), int(t[9]), int(t[10]))
-    return None
+    at = 2 if len(t) == 9 else 4 if len(t) >= 12 else None
+    if at is None or not all(n.isdigit() and n.isascii() for n in t[at + 2:at + 7]):
+        return None
+    return AckMeta(t[at], t[at + 1], *map(int, t[at + 2:at + 7]))
 
 
 def parse_many(replies: list[str]) -> dict[str, np.ndarray]:

@@ -37,6 +37,8 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
+from nbnats.engine import acks
+
 try:
     from nbnats.engine import _cut
 except ImportError:         # built without a C compiler: the Python cut below does the same
@@ -92,24 +94,26 @@ class Cutter:
 
     @classmethod
     def of(cls, reply: bytes, stream: str, consumer: str, compiled: bool | None = None) -> Cutter | None:
-        """The cutter for ``consumer`` of ``stream`` from one of its ack subjects (with or without
-        domain, account hash and token); None when ``reply`` is not one."""
-        parts = reply.split(b".")
-        # $JS.ACK.<stream>.<consumer>.<5 numbers>[.<token>], or with <domain>.<account hash> after ACK
-        at = 2 if len(parts) in (9, 10) else 4 if len(parts) in (11, 12) else None
-        if at is None or parts[:2] != [b"$JS", b"ACK"] or parts[at:at + 2] != [stream.encode(), consumer.encode()]:
+        """The cutter for ``consumer`` of ``stream`` from one of its ack subjects (read by
+        :func:`nbnats.engine.acks.parse`: with or without domain, account hash and token); None
+        when ``reply`` is not one of them."""
+        meta = acks.parse(reply.decode("utf-8", "surrogateescape"))
+        if meta is None or (meta.stream, meta.consumer) != (stream, consumer):
             return None
-        cutter = cls(b".".join(parts[:at + 2]) + b".", len(parts) in (10, 12), compiled)
-        return cutter if cutter.one(b"", reply, b"") is not None else None
+        parts = reply.split(b".")
+        token = len(parts) == 12        # the domain form: <domain>.<account hash> after ACK, a token at the end
+        if len(parts) not in (9, 12):
+            return None
+        return cls(b".".join(parts[:6 if token else 4]) + b".", token, compiled)
 
     def one(self, subject: bytes, reply: bytes, payload: bytes) -> Cut | None:
         """One message the wire parsed itself (one with headers, say) as a row; None if not this consumer's."""
-        if not reply.startswith(self.prefix):
+        meta = acks.parse(reply.decode("utf-8", "surrogateescape")) if reply.startswith(self.prefix) else None
+        if meta is None:
             return None
-        tokens = reply[len(self.prefix):].split(b".")
-        if len(tokens) != (6 if self.token else 5) or not _numbers(tokens[:5]) or b"" in tokens[5:]:
-            return None
-        return self._columns(0, [subject], [tokens[1]], [tokens[3]], [payload])
+        codes = self.codes
+        return Cut(0, [codes.strings[codes[subject]]], np.array([meta.seq], np.int64),
+                   np.array([meta.time_ns], np.int64), np.array([len(payload)], np.int64), payload)
 
     def cut(self, buf: bytes, pos: int) -> Cut | None:
         """This consumer's complete frames in ``buf`` from ``pos`` on; None when the first is not one."""
@@ -201,11 +205,6 @@ class Cutter:
         return Cut(end, [strings[codes[s]] for s in subjects], seqs, times,
                    np.array(sizes if sizes is not None else list(map(len, payloads)), np.int64),
                    b"\n".join(payloads))
-
-
-def _numbers(fields: list[bytes]) -> bool:
-    """Every field is 1 to 19 ASCII digits."""
-    return b"".join(fields).isdigit() and b"" not in fields and max(map(len, fields)) <= 19
 
 
 def _ints(digits: list[bytes]) -> np.ndarray | None:
