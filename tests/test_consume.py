@@ -102,6 +102,41 @@ def test_ack_after_the_consumer_was_deleted_is_not_found(stream, uid):
     assert b[0].answered is None
 
 
+def test_a_large_batch_is_answered_in_one_confirmed_burst(stream, uid):
+    n = 3000
+    nbnats.publish_frame(f"{uid}.x", __import__("pandas").DataFrame({"i": range(n)}), js=True)
+    nbnats.add_consumer(stream, "bulk", durable=True, max_ack_pending=-1)
+    b = nbnats.fetch(stream, "bulk", count=n, timeout="2s")
+    assert len(b) == n
+    b[0].ack()
+    assert b.ack() == n - 1 and all(m.answered == "acknowledged" for m in b) and b.unanswered == []
+    info = nbnats.consumer_info(stream, "bulk")
+    assert info.num_ack_pending == 0 and info["ack_floor"]["stream_seq"] == n
+
+    publish(uid, 5, start=n)
+    again = nbnats.fetch(stream, "bulk", count=5)
+    assert again.nak() == 5 and {m.answered for m in again} == {"naked"}
+    redelivered = nbnats.fetch(stream, "bulk", count=5, timeout="2s")
+    assert [m.deliveries for m in redelivered] == [2] * 5 and redelivered.ack() == 5
+
+
+def test_a_batch_answered_after_its_consumer_went_says_so_and_stays_unanswered(stream, uid):
+    publish(uid, 6)
+    nbnats.add_consumer(stream, "kept", durable=True)
+    nbnats.add_consumer(stream, "gone", durable=True)
+    kept, gone = nbnats.fetch(stream, "kept", count=3), nbnats.fetch(stream, "gone", count=3)
+    nbnats.delete_consumer(stream, "gone")
+    with pytest.raises(nbnats.NotFound, match="consumer 'gone' .* no longer exists"):
+        gone.ack()
+    assert len(gone.unanswered) == 3
+    # one batch holding messages of both: the confirmed ones count, the others are named and stay open
+    mixed = consume_mod.Batch(stream, "kept", kept.messages + gone.messages)
+    with pytest.raises(nbnats.NotFound, match=r"3 of 6 answers were not confirmed \(consumer 'gone'"):
+        mixed.ack()
+    assert [m.answered for m in mixed] == ["acknowledged"] * 3 + [None] * 3
+    assert nbnats.consumer_info(stream, "kept").num_ack_pending == 0
+
+
 def test_next_keeps_its_meaning_and_its_frame(stream, uid):
     publish(uid, 3)
     nbnats.add_consumer(stream, "nx", durable=True)

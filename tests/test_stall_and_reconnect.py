@@ -97,6 +97,26 @@ def test_publish_flush_during_a_stall_is_an_nbnats_timeout_and_the_session_recov
 
 
 # -- headers count against max_payload ---------------------------------------------------------------
+@pytest.mark.timeout(60)
+def test_a_batch_answered_during_a_stall_is_a_timeout_and_stays_unanswered(private, uid):
+    srv, conn = private
+    nbnats.add_stream(f"A{uid}", f"{uid}.a", connection=uid)
+    for i in range(200):
+        nbnats.publish(f"{uid}.a", {"i": i}, js=True, connection=uid)
+    nbnats.add_consumer(f"A{uid}", "work", durable=True, connection=uid)
+    b = nbnats.fetch(f"A{uid}", "work", count=200, connection=uid)
+    resume = frozen(srv, 2.5)
+    try:
+        with pytest.raises(nbnats.Timeout, match="did not answer the acknowledgement"):
+            b.ack(timeout=1)
+        assert len(b.unanswered) == 200         # nothing claimed that was not confirmed
+    finally:
+        resume()
+    wait_until(lambda: conn.connected, 10, "the connection back")
+    assert b.ack() == 200 and b.unanswered == []
+    assert nbnats.consumer_info(f"A{uid}", "work", connection=uid).num_ack_pending == 0
+
+
 def test_headers_that_push_a_message_over_max_payload_are_refused_before_sending(uid):
     with server.start(jetstream=False, max_payload=1024) as srv:
         conn = nbnats.connect(srv.url, name=uid)

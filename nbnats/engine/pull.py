@@ -2,6 +2,7 @@
 
 >>> msgs = await pull(conn, "ORDERS", "billing", 10, expires=2.0)   # doctest: +SKIP
 >>> await answer(conn, msgs[0].reply, ACK)                          # doctest: +SKIP
+>>> await answer_many(conn, [m.reply for m in msgs[1:]], ACK)        # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -11,9 +12,9 @@ import asyncio
 import nats.errors
 import orjson
 
-from nbnats.engine import api
+from nbnats.engine import acks, api
 from nbnats.engine.errors import NO_LEADER, NO_LEADER_FIX
-from nbnats.errors import JetStreamError, NotFound
+from nbnats.errors import JetStreamError, NatsError, NotFound
 
 ACK, NAK, TERM, WPI = b"+ACK", b"-NAK", b"+TERM", b"+WPI"
 _END = {"404", "408"}       # no messages / the request expired: the pull is over, not an error
@@ -112,6 +113,30 @@ async def pull(conn, stream: str, consumer: str, batch: int, *, expires: float |
     return got
 
 
+def answer_body(kind: bytes, delay: float | None = None, reason: str | None = None) -> bytes:
+    """What an answer sends: the kind, with a NAK's delay or a TERM's reason.
+
+    >>> answer_body(NAK, delay=5)
+    b'-NAK {"delay":5000000000}'
+    """
+    if kind == NAK and delay:
+        return NAK + b" " + orjson.dumps({"delay": int(delay * 1e9)})
+    if kind == TERM and reason:
+        return TERM + b" " + reason.encode()
+    return kind
+
+
+def _names(reply: str) -> tuple[str, str]:
+    meta = acks.parse(reply)
+    return (meta.stream, meta.consumer) if meta else ("?", "?")
+
+
+def _gone(reply: str) -> NotFound:
+    stream, consumer = _names(reply)
+    return NotFound(f"consumer {consumer!r} of stream {stream!r} no longer exists, so the message cannot be answered",
+                    "it will not be redelivered by that consumer; add it again to read on")
+
+
 async def answer(conn, reply: str, kind: bytes, *, delay: float | None = None, reason: str | None = None,
                  timeout: float = api.TIMEOUT, confirm: bool = True) -> None:
     """Answer a delivered message (``ACK``, ``NAK``, ``TERM``, ``WPI``); with ``confirm`` the server's reply is awaited.
@@ -119,23 +144,74 @@ async def answer(conn, reply: str, kind: bytes, *, delay: float | None = None, r
     A confirmed answer proves the server took it: a consumer that was deleted
     meanwhile is a plain error, not a silent loss.
     """
-    body = kind
-    if kind == NAK and delay:
-        body = NAK + b" " + orjson.dumps({"delay": int(delay * 1e9)})
-    elif kind == TERM and reason:
-        body = TERM + b" " + reason.encode()
-    meta = reply.split(".")
-    names = (meta[2], meta[3]) if len(meta) == 9 else (meta[4], meta[5]) if len(meta) >= 12 else ("?", "?")
+    body = answer_body(kind, delay, reason)
     try:
         if confirm and kind != WPI:
             await conn.nc.request(reply, body, timeout=timeout)
         else:
             await conn.nc.publish(reply, body)
     except nats.errors.NoRespondersError:
-        raise NotFound(f"consumer {names[1]!r} of stream {names[0]!r} no longer exists, so the message "
-                       "cannot be answered", "it will not be redelivered by that consumer; add it again to read on") from None
+        raise _gone(reply) from None
     except (nats.errors.TimeoutError, asyncio.TimeoutError):
-        raise api.no_answer(conn, f"the acknowledgement on {names[0]!r}", timeout) from None
+        raise api.no_answer(conn, f"the acknowledgement on {_names(reply)[0]!r}", timeout) from None
     except (nats.errors.ConnectionClosedError, nats.errors.ConnectionReconnectingError):
         raise api.disconnected(conn) from None
+
+
+async def answer_many(conn, replies: list[str], kind: bytes, *, delay: float | None = None,
+                      reason: str | None = None, timeout: float = api.TIMEOUT) -> list[NatsError | None]:
+    """Answer many delivered messages at once, each confirmed by the server (loop thread).
+
+    The answers go out in one pipelined burst, their confirmations come back on
+    one wildcard inbox (a request each would cost a future and a timer per
+    message). Returns, per reply, None (confirmed) or the error: NotFound when
+    its consumer is gone, Timeout when it was not confirmed and nothing came
+    back for ``timeout`` seconds.
+
+    >>> await answer_many(conn, [m.reply for m in msgs], ACK)   # doctest: +SKIP
+    [None, None]
+    """
+    if not replies:
+        return []
+    body, nc = answer_body(kind, delay, reason), conn.nc
+    inbox = nc.new_inbox()
+    waiting = object()
+    outcome: list = [waiting] * len(replies)
+    left = [len(replies)]
+    done = asyncio.Event()
+
+    async def on_reply(msg) -> None:
+        i = msg.subject.rpartition(".")[2]
+        i = int(i) if i.isdigit() and i.isascii() else -1
+        if not 0 <= i < len(outcome) or outcome[i] is not waiting:
+            return
+        outcome[i] = _gone(replies[i]) if (msg.headers or {}).get("Status") == "503" else None
+        left[0] -= 1
+        if not left[0]:
+            done.set()
+
+    try:
+        sub = await nc.subscribe(f"{inbox}.*", cb=on_reply, pending_msgs_limit=len(replies) + 1024)
+    except (nats.errors.ConnectionClosedError, nats.errors.ConnectionReconnectingError):
+        raise api.disconnected(conn) from None
+    try:
+        try:
+            for i, reply in enumerate(replies):
+                await nc.publish(reply, body, reply=f"{inbox}.{i}")
+        except (nats.errors.ConnectionClosedError, nats.errors.ConnectionReconnectingError):
+            raise api.disconnected(conn) from None
+        while not done.is_set():            # a large batch takes as long as it keeps being confirmed
+            seen = left[0]
+            try:
+                await asyncio.wait_for(done.wait(), timeout)
+            except asyncio.TimeoutError:
+                if left[0] == seen:
+                    break
+    finally:
+        try:
+            await sub.unsubscribe()
+        except Exception:       # the connection closed meanwhile: nothing left to unsubscribe
+            pass
+    late = api.no_answer(conn, f"the acknowledgement on {_names(replies[0])[0]!r}", timeout)
+    return [late if r is waiting else r for r in outcome]
 

@@ -11,7 +11,6 @@ acknowledged as it is fetched. The background form is :mod:`nbnats.jetstream.wor
 
 from __future__ import annotations
 
-import asyncio
 import time
 from html import escape
 from typing import Any
@@ -21,7 +20,7 @@ import pandas as pd
 from nbnats.data import frames, units, validate
 from nbnats.data.payload import Message
 from nbnats.engine import acks, api
-from nbnats.engine.pull import ACK, NAK, TERM, WPI, answer, pull
+from nbnats.engine.pull import ACK, NAK, TERM, WPI, answer, answer_many, pull
 from nbnats.errors import JetStreamError, NatsError, ValidationError
 from nbnats.runtime import loop
 from nbnats.runtime.connection import current
@@ -197,17 +196,35 @@ class Batch:
         return [m for m in self.messages if m.answered is None and m._policy != "none"]
 
     def _answer_all(self, kind: bytes, timeout: float, **how: Any) -> int:
+        """Claim every unanswered message, answer them in one burst, give back those not confirmed."""
         todo = self.unanswered
-
-        async def send_all():
-            results = await asyncio.gather(*(m._send(kind, timeout=timeout, **how) for m in todo),
-                                           return_exceptions=True)
-            failed = [r for r in results if isinstance(r, BaseException) and not isinstance(r, AlreadyAnswered)]
-            if failed:
-                raise failed[0]
-
-        if todo:
-            loop.run(send_all(), timeout + 2, f"answering {len(todo)} message(s) of {self.consumer!r}")
+        if not todo:
+            return 0
+        for m in todo:
+            m.answered = ANSWERS[kind]
+        try:
+            # each answer is confirmed; the burst may take as long as it keeps being confirmed, bounded
+            # by a rate no server falls below (10,000 a second)
+            results = loop.run(answer_many(todo[0]._conn, [m.reply for m in todo], kind, timeout=timeout, **how),
+                               timeout + 2 + len(todo) / 10_000, f"answering {len(todo):,} message(s) of {self.consumer!r}")
+        except BaseException:
+            for m in todo:
+                m.answered = None            # not known to be taken: they may be answered again
+            raise
+        now = time.monotonic()
+        failed = []
+        for m, error in zip(todo, results):
+            if error is None:
+                m._touched = now
+            else:
+                m.answered = None
+                failed.append(error)
+        if len(failed) == len(todo):
+            raise failed[0]
+        if failed:
+            first = failed[0]
+            raise type(first)(f"{len(failed):,} of {len(todo):,} answers were not confirmed ({first.what}); "
+                              "those messages stay unanswered", first.fix)
         return len(todo)
 
     def ack(self, timeout: float = api.TIMEOUT) -> int:
