@@ -31,13 +31,13 @@ from __future__ import annotations
 
 import os
 import re
-import sys
 from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
 
 from nbnats.engine import acks
+from nbnats.runtime.wire import subject_text
 
 try:
     from nbnats.engine import _cut
@@ -55,7 +55,7 @@ class Codes(dict):
         self.strings: list[str] = []
 
     def __missing__(self, key: bytes) -> int:
-        self.strings.append(sys.intern(key.decode("utf-8", "surrogateescape")))
+        self.strings.append(subject_text(key))
         value = self[key] = len(self.strings) - 1
         return value
 

@@ -41,11 +41,21 @@ Parser = Callable[[bytes, int], int]
 """``parser(buffer, pos) -> new_pos``: consume complete frames it recognises, stop at the first it does not."""
 
 
+def subject_text(raw: bytes) -> str:
+    """A subject off the wire as the frames show it: one interned str (bytes that are not UTF-8 kept
+    as surrogates).
+
+    >>> subject_text(b"orders.eu")
+    'orders.eu'
+    """
+    return sys.intern(raw.decode("utf-8", "surrogateescape"))
+
+
 class Names(dict):
     """Subject bytes → one interned str each, made on first sight (``names[b"a.b"]``)."""
 
     def __missing__(self, key: bytes) -> str:
-        value = self[key] = sys.intern(key.decode("utf-8", "surrogateescape"))
+        value = self[key] = subject_text(key)
         return value
 
 
