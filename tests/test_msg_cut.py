@@ -64,6 +64,14 @@ def test_empty_payloads_are_rows(cutter):
     assert got.joined == b"\na" and got.sizes.tolist() == [0, 1]
 
 
+def test_a_read_of_many_small_frames_is_cut_whole(cutter):
+    # more rows than the compiled cut's first allocation (4,096): its columns grow as it goes
+    buf = b"".join(frame(i, b"%d" % (i % 10)) for i in range(1, 20_001)) + b"MSG orders"
+    got = cutter.cut(buf, 0)
+    assert got.end == len(buf) - len(b"MSG orders") and got.seqs.tolist() == list(range(1, 20_001))
+    assert got.joined == b"\n".join(b"%d" % (i % 10) for i in range(1, 20_001))
+
+
 @pytest.mark.parametrize("odd", [
     b"x\r\ny",                                  # CRLF inside a payload
     b"x\r\nMSG orders.eu 1 " + REPLY % (9, 9, 9) + b" 1\r\nz",   # a fake frame inside a payload

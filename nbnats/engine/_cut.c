@@ -79,12 +79,14 @@ static PyObject *cut(PyObject *Py_UNUSED(self), PyObject *args) {
         PyErr_SetString(PyExc_ValueError, "pos is outside the buffer");
         return NULL;
     }
-    /* a frame takes at least 8 + prefix + 12 bytes: that bounds the rows of this read */
+    /* a frame takes at least 20 + prefix bytes: that bounds the rows of this read; the columns
+       start small and grow, so a read holding one large payload allocates little */
     Py_ssize_t most = (view.len - pos) / (20 + prefix_len) + 1;
-    int32_t *subj = PyMem_Malloc(most * sizeof(int32_t));
-    int64_t *seqs = PyMem_Malloc(most * sizeof(int64_t));
-    int64_t *times = PyMem_Malloc(most * sizeof(int64_t));
-    int64_t *sizes = PyMem_Malloc(most * sizeof(int64_t));
+    Py_ssize_t room = most < 4096 ? most : 4096;
+    int32_t *subj = PyMem_Malloc(room * sizeof(int32_t));
+    int64_t *seqs = PyMem_Malloc(room * sizeof(int64_t));
+    int64_t *times = PyMem_Malloc(room * sizeof(int64_t));
+    int64_t *sizes = PyMem_Malloc(room * sizeof(int64_t));
     PyObject *joined = PyBytes_FromStringAndSize(NULL, view.len - pos + 1);
     PyObject *result = NULL;
     if (!subj || !seqs || !times || !sizes || !joined) {
@@ -144,6 +146,21 @@ static PyObject *cut(PyObject *Py_UNUSED(self), PyObject *args) {
             seen[next_slot].code = code;
             next_slot = (next_slot + 1) % CACHE;
             if (nseen < CACHE) nseen++;
+        }
+        if (rows == room) {
+            room = room * 2 < most ? room * 2 : most;
+            int32_t *s2 = PyMem_Realloc(subj, room * sizeof(int32_t));
+            if (s2) subj = s2;
+            int64_t *q2 = PyMem_Realloc(seqs, room * sizeof(int64_t));
+            if (q2) seqs = q2;
+            int64_t *t2 = PyMem_Realloc(times, room * sizeof(int64_t));
+            if (t2) times = t2;
+            int64_t *z2 = PyMem_Realloc(sizes, room * sizeof(int64_t));
+            if (z2) sizes = z2;
+            if (!s2 || !q2 || !t2 || !z2) {
+                PyErr_NoMemory();
+                goto done;
+            }
         }
         subj[rows] = code;
         seqs[rows] = sseq;
