@@ -228,7 +228,10 @@ class Batch:
         return len(todo)
 
     def ack(self, timeout: float = api.TIMEOUT) -> int:
-        """Acknowledge every message not answered yet; returns how many.
+        """Acknowledge every message not answered yet, in one burst, each confirmed; returns how many.
+
+        Messages whose confirmation did not come back stay unanswered, and the
+        error says how many (they may be acked again).
 
         >>> b.ack()   # doctest: +SKIP
         3
