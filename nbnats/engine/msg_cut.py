@@ -84,6 +84,7 @@ class Cutter:
 
     def __init__(self, prefix: bytes, token: bool, compiled: bool | None = None):
         self.prefix, self.token = prefix, token
+        self._head = prefix.split(b".")[:-1]    # the prefix's tokens; five numbers (and a token) follow
         self.compiled = NATIVE if compiled is None else compiled and _cut is not None
         self.codes = Codes()
         n = rb"\d{1,19}"           # as the compiled cut: a number fits int64
@@ -101,9 +102,9 @@ class Cutter:
         if meta is None or (meta.stream, meta.consumer) != (stream, consumer):
             return None
         parts = reply.split(b".")
-        token = len(parts) == 12        # the domain form: <domain>.<account hash> after ACK, a token at the end
         if len(parts) not in (9, 12):
             return None
+        token = len(parts) == 12        # the domain form: <domain>.<account hash> after ACK, a token at the end
         return cls(b".".join(parts[:6 if token else 4]) + b".", token, compiled)
 
     def one(self, subject: bytes, reply: bytes, payload: bytes) -> Cut | None:
@@ -163,7 +164,7 @@ class Cutter:
             return None
         if sizes != list(map(len, payloads)):
             return None                          # a payload with CRLF inside: the pairing is off
-        head = self.prefix.split(b".")[:-1]      # the prefix's tokens, then five numbers (and a token)
+        head = self._head
         k = len(head) + (6 if self.token else 5)
         tokens = b".".join(fields[3::5]).split(b".")
         if len(tokens) != k * pairs or any(tokens[i::k].count(t) != pairs for i, t in enumerate(head)) or \

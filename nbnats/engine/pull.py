@@ -212,6 +212,8 @@ async def answer_many(conn, replies: list[str], kind: bytes, *, delay: float | N
             await sub.unsubscribe()
         except Exception:       # the connection closed meanwhile: nothing left to unsubscribe
             pass
+    if not left[0]:
+        return outcome
     late = api.no_answer(conn, f"the acknowledgement on {_names(replies[0])[0]!r}", timeout)
     return [late if r is waiting else r for r in outcome]
 
