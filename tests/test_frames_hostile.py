@@ -12,7 +12,7 @@ import numpy as np
 import orjson
 import pandas as pd
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from nbnats.data import flatten, frames, payload
@@ -247,6 +247,12 @@ def _same(a, b) -> bool:
 
 @_PROPS
 @given(st.lists(objects, min_size=1, max_size=12), st.booleans())
+# found by this test: Arrow's column order counts null keys; names equal under NFKC (one itertuples
+# field); a path whose name is also that of a renamed base-column key
+@example([{"b": None, "a": []}, {"b": {"": False}}], False)
+@example([{"a": None, "b": None}, {"a": {"": False}, "b": []}], False)
+@example([{"a": [], "ª": []}], False)
+@example([{"data": {"size": False}}], False)
 def test_json_values_round_trip_exactly(rows, with_text_row):
     payloads = [orjson.dumps(r) if _fits_orjson(r) else payload.encode(r) for r in rows]
     if with_text_row:

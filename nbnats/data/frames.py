@@ -41,6 +41,8 @@ once; lines it could get wrong go to the per-row path
 
 from __future__ import annotations
 
+import unicodedata
+from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -150,6 +152,7 @@ class _Parts:
         self.data: dict[int, Any] = {}
         self.errors: dict[int, str] = {}
         self.redone: list[np.ndarray] = []      # rows the bulk read that the per-row decoder took over
+        self.sources: list[tuple] = []          # (payloads, per-row decode, frame rows): to read one row again
 
     def decode(self, payloads, decode, sizes: np.ndarray, where: np.ndarray | None = None) -> None:
         """Decode ``payloads`` (frame rows ``where``, default 0..n-1): in bulk what can be."""
@@ -169,6 +172,7 @@ class _Parts:
                 self.redone.append(where[slow_rows])
                 slow = np.flatnonzero(left).tolist()
             decode = flatten.json_or_text
+        self.sources.append((payloads, decode, where))
         columns, data, errors = flatten.decode_rows(payloads, slow, decode)
         for path, (rows, values) in columns.items():   # after the bulk pieces: these override them
             self.columns.setdefault(path, []).append(
@@ -183,9 +187,12 @@ class _Parts:
                    if (column := self._column(pieces, redone)) is not None}
         names = column_names(columns, reserved, prefix)
         arrays: dict[str, Any] = {}
-        order = list(columns)
-        if any(not typed for pieces in self.columns.values() for _, _, typed in pieces):
-            order.sort(key=lambda p: min(_first_row(piece) for piece in self.columns[p]))
+        # by the first row that has a value, then by the key order of that row, whichever path decoded
+        # it (Arrow's field order and the per-row decoder's also count keys whose value is null)
+        first = {p: min(_first_row(piece) for piece in self.columns[p]) for p in columns}
+        ties = {r for r, k in Counter(first.values()).items() if k > 1}
+        ranks = {r: self._key_order(r) for r in ties}
+        order = sorted(columns, key=lambda p: (first[p], ranks.get(first[p], {}).get(p, 0)))
         for path in order:
             arrays[names[path]] = _writable(columns[path])
         for name, cells in (("data", self.data), ("decode_error", self.errors)):
@@ -195,9 +202,24 @@ class _Parts:
                 arrays[name] = flatten.column(values)
         body = pd.DataFrame(arrays, index=pd.RangeIndex(self.n), copy=False) if arrays else \
             pd.DataFrame(index=range(self.n))
+        # recorded: names that do not simply join their path, and those that look like a renamed
+        # reserved key (the path data → size is named "data.size", as the renamed key "size" is)
         paths = {names[p]: p for p in columns
-                 if names[p] != ".".join(map(str, p)) or any(not isinstance(k, str) or "." in k for k in p)}
+                 if names[p] != ".".join(map(str, p)) or any(not isinstance(k, str) or "." in k for k in p)
+                 or (names[p].startswith(prefix) and names[p][len(prefix):] in reserved)}
         return body, paths
+
+    def _key_order(self, row: int) -> dict[tuple, int]:
+        """Frame row ``row``'s key paths in the order its payload holds them (decoded once more)."""
+        for payloads, decode, where in self.sources:
+            i = int(np.searchsorted(where, row))
+            if i < len(where) and where[i] == row:
+                try:
+                    value = decode(payloads[i])
+                except Exception:
+                    return {}
+                return {path: k for k, path in enumerate(flatten.flat(value))} if type(value) is dict else {}
+        return {}
 
     def _column(self, pieces: list, redone: np.ndarray):
         """One path's column from its pieces; None when nothing is left in it."""
@@ -218,10 +240,14 @@ class _Parts:
 
 
 def _first_row(piece: tuple) -> int:
+    """The first frame row where this piece of a column holds a value (1 << 62: none)."""
     rows, values, typed = piece
-    if not typed:
+    if not typed:                   # the per-row decoder's cells: None where a key held null
+        present = np.flatnonzero(np.fromiter((v is not None for v in values), bool, len(values)))
+    elif len(values) and not np.asarray(pd.isna(values[:1]))[0]:
         return int(rows[0])
-    present = np.flatnonzero(~np.asarray(pd.isna(values), dtype=bool))
+    else:
+        present = np.flatnonzero(~np.asarray(pd.isna(values), dtype=bool))
     return int(rows[present[0]]) if len(present) else 1 << 62
 
 
@@ -239,18 +265,21 @@ def _objects(values) -> np.ndarray:
 
 def column_names(paths, reserved: set[str], prefix: str = "data.") -> dict[tuple, str]:
     """Unique column names for key paths: joined with ``.``, shortest path first, a taken
-    name prefixed until free.
+    name prefixed until free. Names are compared as Python reads identifiers (NFKC): ``ª``
+    and ``a`` would be one field of ``df.itertuples()``.
 
     >>> column_names([("a", "b"), ("a.b",), ("subject",)], {"subject"})
     {('a.b',): 'a.b', ('subject',): 'data.subject', ('a', 'b'): 'data.a.b'}
+    >>> column_names([("a",), ("ª",)], set())
+    {('a',): 'a', ('ª',): 'data.ª'}
     """
-    taken = set(reserved)
+    taken = {unicodedata.normalize("NFKC", name) for name in reserved}
     names: dict[tuple, str] = {}
     for path in sorted(paths, key=lambda p: (len(p), tuple(map(str, p)))):
         name = ".".join(map(str, path))
-        while name in taken:
+        while unicodedata.normalize("NFKC", name) in taken:
             name = prefix + name
-        taken.add(name)
+        taken.add(unicodedata.normalize("NFKC", name))
         names[path] = name
     return names
 
